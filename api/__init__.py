@@ -1,0 +1,74 @@
+"""The HTTP layer: the only package that imports Flask."""
+
+from flask import Flask, request
+from flask_smorest import Api
+
+from api import auth, errors, limits
+from api.errors import Problem
+from api.extensions import close_db_session
+from api.schemas import ProblemSchema
+from epu.settings import Settings
+from models.db import make_engine, make_session_factory
+
+JSON_TYPES = ("application/json", "application/merge-patch+json")
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        API_TITLE="EPU - e-prescription unifiée",
+        API_VERSION="1.0.0",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="/docs",
+        OPENAPI_SWAGGER_UI_URL="/api/docs/static/",
+        API_SPEC_OPTIONS={
+            "components": {"securitySchemes": {"bearer": {
+                "type": "oauth2",
+                "flows": {"clientCredentials": {"tokenUrl": "/oauth/token", "scopes": {}}},
+            }}},
+            "security": [{"bearer": []}],
+        },
+    )
+    engine = make_engine(settings.database_url)
+    app.extensions["epu.settings"] = settings
+    app.extensions["epu.engine"] = engine
+    app.extensions["epu.sessions"] = make_session_factory(engine)
+    app.extensions["epu.ins_key"] = settings.derived_key("ins-pseudonym")
+    app.teardown_appcontext(close_db_session)
+    auth.init_app(app, settings)
+    limits.init_app(app, settings)
+    _register_blueprints(app)
+    errors.register(app)
+    app.before_request(_require_json_body)
+    return app
+
+
+def _register_blueprints(app: Flask) -> None:
+    from api import health, oauth
+    from api.catalogue.routes import blp as catalogue
+    from api.laboratory.routes import blp as laboratory
+    from api.prescriptions.routes import blp as prescriptions
+
+    api = EpuApi(app)
+    app.extensions["epu.api"] = api
+    for blueprint in (catalogue, prescriptions, laboratory):
+        api.register_blueprint(blueprint)
+    app.register_blueprint(health.blp)
+    app.register_blueprint(oauth.blp)
+
+
+class EpuApi(Api):
+    ERROR_SCHEMA = ProblemSchema
+
+
+def _require_json_body() -> None:
+    if not request.path.startswith("/api/v1") or request.method not in ("POST", "PUT", "PATCH"):
+        return
+    if request.content_length == 0 or (request.content_length is None and not request.data):
+        return
+    if request.mimetype not in JSON_TYPES and request.mimetype != "multipart/form-data":
+        raise Problem(415, f"Send the body as application/json, not {request.mimetype or 'nothing'}.")

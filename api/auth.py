@@ -1,0 +1,184 @@
+"""OAuth2 client credentials (authlib) issuing ES256 JWTs, and bearer checks on /api/v1."""
+
+import functools
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from threading import Lock
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2.rfc6749 import ClientMixin, grants
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from flask import Flask, current_app, g, request
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey
+
+from api.errors import Problem
+from api.extensions import db_session
+from api.limits import limits
+from epu.actors import Actor
+from epu.clients import active_actor, authenticate
+from epu.settings import Settings
+
+ISSUER = "epu"
+ALGORITHM = "ES256"
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+class SigningKey:
+    """One ES256 key derived from the master secret: every instance sharing it signs alike."""
+
+    def __init__(self, settings: Settings):
+        seed = int.from_bytes(settings.derived_key("jwt-signing-key-es256"), "big")
+        private = ec.derive_private_key(seed % (P256_ORDER - 1) + 1, ec.SECP256R1())
+        pem = private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        public_pem = private.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        self.kid = hashlib.sha256(public_pem).hexdigest()[:16]
+        self.key = ECKey.import_key(pem, {"kid": self.kid, "use": "sig", "alg": ALGORITHM})
+
+    def jwks(self) -> dict:
+        return {"keys": [self.key.as_dict(private=False)]}
+
+
+class OAuthClient(ClientMixin):
+    """What authlib needs of a client: it checked its secret when it was looked up."""
+
+    def __init__(self, client_id: str, client_pk: int, role: str):
+        self.client_id, self.client_pk, self.role = client_id, client_pk, role
+
+    def get_client_id(self):
+        return self.client_id
+
+    def check_client_secret(self, client_secret):
+        return True  # authenticate() compared the secret in constant time already
+
+    def check_endpoint_auth_method(self, method, endpoint):
+        return method in ("client_secret_basic", "client_secret_post")
+
+    def check_grant_type(self, grant_type):
+        return grant_type == "client_credentials"
+
+    def get_allowed_scope(self, scope):
+        return ""
+
+
+class ClientCredentials(grants.ClientCredentialsGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+
+def _query_client(client_id: str) -> OAuthClient | None:
+    # authlib looks the client up by id, then asks it to check the secret: we check both at
+    # once here, where the secret is at hand, so an unknown id and a wrong secret look alike.
+    auth = request.authorization
+    secret = auth.password if auth and auth.type == "basic" else request.form.get("client_secret")
+    client = authenticate(session=db_session(), client_id=client_id, secret=secret or "")
+    db_session().rollback()
+    return OAuthClient(client.client_id, client.id, client.role) if client else None
+
+
+def _token_generator(signing_key: SigningKey, ttl: int) -> Callable:
+    def generate(grant_type, client, user=None, scope=None, expires_in=None,
+                 include_refresh_token=True):
+        now = int(time.time())
+        claims = {"iss": ISSUER, "sub": str(client.client_pk), "client_id": client.client_id,
+                  "role": client.role, "iat": now, "exp": now + ttl}
+        token = jwt.encode({"alg": ALGORITHM, "kid": signing_key.kid}, claims, signing_key.key)
+        return {"access_token": token, "token_type": "Bearer", "expires_in": ttl}
+
+    return generate
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    signing_key = SigningKey(settings)
+    app.extensions["epu.signing_key"] = signing_key
+    app.extensions["epu.token_cache"] = TokenCache()
+    server = AuthorizationServer(app, query_client=_query_client, save_token=lambda *a: None)
+    server.register_grant(ClientCredentials)
+    server.register_token_generator("default", _token_generator(signing_key, settings.token_ttl))
+    app.extensions["epu.oauth_server"] = server
+
+
+class TokenCache:
+    """Verified claims by token, so the signature is checked once per token and process."""
+
+    def __init__(self, size: int = 10_000):
+        self._items: OrderedDict[str, dict] = OrderedDict()
+        self._size, self._lock = size, Lock()
+
+    def get(self, token: str) -> dict | None:
+        claims = self._items.get(token)
+        if claims is not None and claims["exp"] <= time.time():
+            return None
+        return claims
+
+    def put(self, token: str, claims: dict) -> None:
+        with self._lock:
+            self._items[token] = claims
+            if len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+def _unauthorized(detail: str, error: str = "invalid_token") -> Problem:
+    challenge = f'Bearer realm="epu", error="{error}", error_description="{detail}"'
+    if error == "":
+        challenge = 'Bearer realm="epu"'
+    return Problem(401, detail, headers={"WWW-Authenticate": challenge})
+
+
+def verify_token(token: str) -> dict:
+    cache: TokenCache = current_app.extensions["epu.token_cache"]
+    claims = cache.get(token)
+    if claims is not None:
+        return claims
+    key: SigningKey = current_app.extensions["epu.signing_key"]
+    try:
+        decoded = jwt.decode(token, key.key, algorithms=[ALGORITHM])
+        jwt.JWTClaimsRegistry(
+            iss={"essential": True, "value": ISSUER}, exp={"essential": True},
+            sub={"essential": True},
+        ).validate(decoded.claims)
+    except (JoseError, ValueError) as error:
+        raise _unauthorized("The access token is invalid or expired.") from error
+    cache.put(token, decoded.claims)
+    return decoded.claims
+
+
+def current_actor() -> Actor:
+    """The caller of this request, from its bearer token; 401 when there is none or it is bad."""
+    if "actor" in g:
+        return g.actor
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise _unauthorized("A bearer access token is required (POST /oauth/token).", error="")
+    claims = verify_token(token.strip())
+    actor = active_actor(session=db_session(), client_pk=int(claims["sub"]))
+    if actor is None:
+        raise _unauthorized("The client of this access token has been revoked.")
+    g.actor = actor
+    return actor
+
+
+def require(*roles: str) -> Callable:
+    """Decorator: the caller must hold one of these roles (403 otherwise)."""
+
+    def decorate(view: Callable) -> Callable:
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            actor = current_actor()
+            limits().count_request(actor)
+            if actor.role not in roles:
+                raise Problem(403, f"This operation is not open to the '{actor.role}' role.")
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorate

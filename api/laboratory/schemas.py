@@ -1,0 +1,36 @@
+from marshmallow import Schema, fields, validate
+
+from api.prescriptions.schemas import LineIn
+
+
+class ScanIn(Schema):
+    code = fields.String(required=True, validate=validate.Length(min=1, max=64),
+                         metadata={"description": "What the scanner read or the receptionist "
+                                   "typed; case, spaces, hyphens and I/L/O are forgiven",
+                                   "example": "01S2-TBPZ-2JCN-ZZYG-HZ"})
+    patient_ins = fields.String(allow_none=True, validate=validate.Length(max=32),
+                                metadata={"description": "INS of the patient at the desk"})
+    patient_objects_to_sharing = fields.Boolean(load_default=False)
+
+
+class ChangeIn(Schema):
+    op = fields.String(required=True, validate=validate.OneOf(("add", "remove", "replace")))
+    line = fields.Nested(LineIn, allow_none=True)
+    line_id = fields.String(validate=validate.Length(max=8))
+    reason = fields.String(required=True, validate=validate.Length(max=500))
+
+
+class PatchIn(Schema):
+    changes = fields.List(fields.Nested(ChangeIn), required=True,
+                          validate=validate.Length(min=1, max=50))
+
+
+class OutcomeIn(Schema):
+    line_id = fields.String(required=True, validate=validate.Length(max=8))
+    outcome = fields.String(required=True, validate=validate.OneOf(("done", "not_done")))
+    reason = fields.String(allow_none=True, validate=validate.Length(max=500))
+
+
+class DoneIn(Schema):
+    lines = fields.List(fields.Nested(OutcomeIn), required=True,
+                        validate=validate.Length(min=1, max=100))

@@ -1,0 +1,104 @@
+from flask import Response, request
+from flask_smorest import Blueprint
+
+from api.auth import current_actor, require
+from api.context import ins_key, settings, with_etag
+from api.extensions import db_session
+from api.prescriptions.schemas import (
+    CancelIn,
+    HistoryOut,
+    ListQuery,
+    PrescriptionIn,
+    PrescriptionOut,
+    StatusOut,
+    StatusPageOut,
+)
+from epu import history, prescriptions
+from epu.actors import LAB, PRESCRIBER
+
+blp = Blueprint("prescriptions", __name__, url_prefix="/api/v1/prescriptions",
+                description="Prescriptions: created by prescribers, followed by both parties")
+
+IDEMPOTENCY_HEADER = {"name": "Idempotency-Key", "in": "header", "required": False,
+                      "schema": {"type": "string", "maxLength": 200},
+                      "description": "A retry with the same key and body replays the response"}
+IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "required": False,
+                 "schema": {"type": "string"}, "description": "ETag of the last response"}
+
+
+@blp.post("")
+@blp.arguments(PrescriptionIn)
+@blp.response(201, PrescriptionOut, headers={"Location": {"schema": {"type": "string"}},
+                                              "ETag": {"schema": {"type": "string"}}})
+@blp.alt_response(422, description="Invalid prescription, or Idempotency-Key reused")
+@blp.doc(parameters=[IDEMPOTENCY_HEADER])
+@require(PRESCRIBER)
+def create(data):
+    """Create a prescription; answers its code, with warnings that never block"""
+    key = request.headers.get("Idempotency-Key", "").strip()[:200] or None
+    created = prescriptions.create(
+        session=db_session(), actor=current_actor(), data=data, ins_key=ins_key(),
+        validity_days=settings().validity_days, idempotency_key=key,
+    )
+    headers = {"Location": f"/api/v1/prescriptions/{created.body['code']}"}
+    if created.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return with_etag(created.body, 201, **headers)
+
+
+@blp.get("")
+@blp.arguments(ListQuery, location="query")
+@blp.response(200, StatusPageOut)
+@require(PRESCRIBER)
+def list_own(query):
+    """The caller's prescriptions, by update time, with a cursor"""
+    return prescriptions.list_own(session=db_session(), actor=current_actor(), **query)
+
+
+@blp.get("/<code>")
+@blp.response(200, PrescriptionOut, headers={"ETag": {"schema": {"type": "string"}}})
+@blp.alt_response(404, description="No such prescription visible to the caller")
+@require(PRESCRIBER, LAB)
+def read(code):
+    """The full prescription (the read is recorded in its history)"""
+    return with_etag(prescriptions.read(session=db_session(), actor=current_actor(), code=code))
+
+
+@blp.get("/<code>/status")
+@blp.response(200, StatusOut, headers={"ETag": {"schema": {"type": "string"}}})
+@blp.alt_response(304, description="Not modified since the ETag given in If-None-Match")
+@blp.alt_response(404, description="No such prescription visible to the caller")
+@blp.doc(parameters=[IF_NONE_MATCH])
+@require(PRESCRIBER, LAB)
+def status(code):
+    """Poll the status: answer 304 while the ETag is current"""
+    try:
+        body = prescriptions.status(
+            session=db_session(), actor=current_actor(), code=code,
+            if_none_match=request.headers.get("If-None-Match"),
+        )
+    except prescriptions.NotModified:
+        return Response(status=304, headers={"ETag": request.headers["If-None-Match"].strip()})
+    return with_etag(body)
+
+
+@blp.post("/<code>/cancel")
+@blp.arguments(CancelIn)
+@blp.response(200, PrescriptionOut)
+@blp.alt_response(404, description="No such prescription visible to the caller")
+@blp.alt_response(409, description="Held by a laboratory, completed or expired")
+@require(PRESCRIBER)
+def cancel(data, code):
+    """Cancel while no laboratory holds it (repeating is harmless)"""
+    return with_etag(prescriptions.cancel(
+        session=db_session(), actor=current_actor(), code=code, reason=data["reason"]
+    ))
+
+
+@blp.get("/<code>/history")
+@blp.response(200, HistoryOut)
+@blp.alt_response(404, description="No such prescription visible to the caller")
+@require(PRESCRIBER, LAB)
+def read_history(code):
+    """The audit trail, oldest first"""
+    return history.history(session=db_session(), actor=current_actor(), code=code)

@@ -1,0 +1,1 @@
+"""EPU domain: identifiers, rules and use cases. Never imports Flask."""

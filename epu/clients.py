@@ -1,0 +1,75 @@
+"""Client software accounts: a prescriber (RPPS) or a laboratory (FINESS)."""
+
+import hashlib
+import hmac
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from epu.actors import LAB, PRESCRIBER, Actor
+from epu.errors import ValidationFailed
+from epu.identifiers import is_finess, is_rpps
+from models import Client
+from models.base import utcnow
+
+
+def hash_secret(secret: str) -> str:
+    # Secrets are 256 random bits, so a fast hash is enough: no dictionary to attack.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_client(*, session: Session, role: str, identifier: str, name: str) -> tuple[Client, str]:
+    """Register client software; returns it with its secret, shown this one time only."""
+    check = {PRESCRIBER: (is_rpps, "an RPPS number of 11 digits"),
+             LAB: (is_finess, "a FINESS number of 9 digits")}
+    if role not in check:
+        raise ValidationFailed({"role": "must be 'prescriber' or 'lab'"})
+    is_valid, expected = check[role]
+    if not is_valid(identifier):
+        raise ValidationFailed({"identifier": f"{identifier!r} is not {expected} with a valid Luhn key"})
+    if not name.strip():
+        raise ValidationFailed({"name": "must not be empty"})
+    secret = secrets.token_urlsafe(32)
+    client = Client(
+        client_id=f"epu-{role}-{secrets.token_hex(8)}",
+        secret_hash=hash_secret(secret),
+        role=role,
+        identifier=identifier,
+        name=name.strip(),
+    )
+    session.add(client)
+    session.commit()
+    return client, secret
+
+
+def authenticate(*, session: Session, client_id: str, secret: str) -> Client | None:
+    """The active client with this id and secret, compared in constant time."""
+    client = session.scalar(select(Client).where(Client.client_id == client_id))
+    expected = client.secret_hash if client else hash_secret("")
+    matches = hmac.compare_digest(expected, hash_secret(secret))
+    if client is None or not matches or client.revoked_at is not None:
+        return None
+    return client
+
+
+def active_actor(*, session: Session, client_pk: int) -> Actor | None:
+    """The caller behind a token, or None once its client is revoked."""
+    client = session.get(Client, client_pk)
+    if client is None or client.revoked_at is not None:
+        return None
+    return Actor(client.id, client.role, client.identifier, client.name)
+
+
+def list_clients(*, session: Session) -> list[Client]:
+    return list(session.scalars(select(Client).order_by(Client.id)))
+
+
+def revoke_client(*, session: Session, client_id: str) -> bool:
+    client = session.scalar(select(Client).where(Client.client_id == client_id))
+    if client is None:
+        return False
+    if client.revoked_at is None:
+        client.revoked_at = utcnow()
+    session.commit()
+    return True

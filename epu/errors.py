@@ -1,0 +1,92 @@
+"""Business situations that refuse a request. Turned into HTTP in exactly one place per protocol."""
+
+
+class DomainError(Exception):
+    """Base: `slug` names the situation for clients, `detail` explains it to a person."""
+
+    slug = "error"
+    title = "Request refused"
+    detail = ""
+
+    def __init__(self, detail: str | None = None):
+        super().__init__(detail or self.detail)
+        self.detail = detail or self.detail
+
+
+class ValidationFailed(DomainError):
+    slug = "validation"
+    title = "The request is not valid"
+    detail = "Some fields are not valid."
+
+    def __init__(self, errors: dict[str, str], detail: str | None = None):
+        self.errors = errors
+        super().__init__(detail or "; ".join(f"{path}: {msg}" for path, msg in errors.items()))
+
+
+class PrescriptionNotFound(DomainError):
+    slug = "not_found"
+    title = "Prescription not found"
+    detail = "No prescription with this code is available to you."
+
+
+class InvalidPrescriptionCode(DomainError):
+    slug = "invalid_code"
+    title = "Invalid prescription code"
+
+
+class HeldByAnotherLaboratory(DomainError):
+    slug = "held_by_another_laboratory"
+    title = "Held by another laboratory"
+    detail = "Another laboratory has taken charge of this prescription."
+
+
+class PrescriptionCancelled(DomainError):
+    slug = "cancelled"
+    title = "Prescription cancelled"
+    detail = "The prescriber cancelled this prescription."
+
+
+class PrescriptionCompleted(DomainError):
+    slug = "completed"
+    title = "Prescription completed"
+    detail = "Every exam of this prescription has been carried out."
+
+
+class PrescriptionExpired(DomainError):
+    slug = "expired"
+    title = "Prescription expired"
+    detail = "This prescription is past its validity."
+
+
+class PatientMismatch(DomainError):
+    slug = "patient_mismatch"
+    title = "Patient mismatch"
+    detail = "The INS given is not the one of this prescription's patient."
+
+
+class NotCancellable(DomainError):
+    slug = "not_cancellable"
+    title = "Prescription cannot be cancelled"
+
+
+class NotHeld(DomainError):
+    slug = "not_held"
+    title = "Prescription not held by this laboratory"
+    detail = "Take charge of the prescription (scan it) first."
+
+
+class LineNotRequested(DomainError):
+    slug = "line_not_requested"
+    title = "Line not requested"
+
+
+class StaleVersion(DomainError):
+    slug = "stale_version"
+    title = "The prescription has changed"
+    detail = "The If-Match version is not the current one: read the prescription again."
+
+
+class IdempotencyKeyReused(DomainError):
+    slug = "idempotency_key_reused"
+    title = "Idempotency key reused"
+    detail = "This Idempotency-Key was already used with a different request body."

@@ -1,0 +1,405 @@
+"""Prescriber-side use cases: create, read, poll, list, cancel. Each commits once."""
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from epu import catalogue as catalogues
+from epu import codes, views
+from epu.actors import Actor
+from epu.audit import record
+from epu.errors import (
+    IdempotencyKeyReused,
+    NotCancellable,
+    PrescriptionNotFound,
+    ValidationFailed,
+)
+from epu.identifiers import ins_pseudonym, is_ins, is_rpps
+from epu.lines import check_line, context_with_labels, missing_context
+from epu.statuses import ACTIVE, CANCELLED, EXPIRED, IN_PROGRESS, MAX_LINES, OPEN, REQUESTED
+from models import IdempotencyRecord, Line, Prescription
+from models.base import utcnow
+
+
+@dataclass(frozen=True)
+class Created:
+    body: dict[str, Any]
+    replayed: bool
+
+
+class NotModified(Exception):
+    """The client's ETag is current: nothing to send."""
+
+
+# ---- creation -------------------------------------------------------------------------------
+
+
+def create(
+    *,
+    session: Session,
+    actor: Actor,
+    data: dict[str, Any],
+    ins_key: bytes,
+    validity_days: int,
+    idempotency_key: str | None = None,
+) -> Created:
+    """Validate and store a new prescription; a retry with the same Idempotency-Key replays."""
+    request_hash = _hash(data)
+    if idempotency_key:
+        replay = _replay(session, actor, idempotency_key, request_hash)
+        if replay:
+            return replay
+    catalogue = catalogues.current(session)
+    _validate(data, catalogue)
+    prescription = _new_prescription(actor, data, catalogue, ins_key, validity_days)
+    session.add(prescription)
+    session.flush()
+    body = views.full(prescription, actor, warnings=_warnings(session, prescription, data, catalogue))
+    record(session, prescription, "created", actor, {"lines": len(prescription.lines)})
+    if idempotency_key:
+        session.add(
+            IdempotencyRecord(
+                client_id=actor.client_pk,
+                key=idempotency_key,
+                request_hash=request_hash,
+                prescription_id=prescription.id,
+                response_body=json.dumps(body),
+            )
+        )
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        replay = _replay(session, actor, idempotency_key, request_hash) if idempotency_key else None
+        if replay is None:
+            raise
+        return replay
+    return Created(body, replayed=False)
+
+
+def _hash(data: dict[str, Any]) -> str:
+    import hashlib
+
+    canonical = json.dumps(data, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _replay(session: Session, actor: Actor, key: str, request_hash: str) -> Created | None:
+    stored = session.scalar(
+        select(IdempotencyRecord).where(
+            IdempotencyRecord.client_id == actor.client_pk, IdempotencyRecord.key == key
+        )
+    )
+    if stored is None:
+        return None
+    session.rollback()
+    if stored.request_hash != request_hash:
+        raise IdempotencyKeyReused()
+    return Created(json.loads(stored.response_body), replayed=True)
+
+
+def _validate(data: dict[str, Any], catalogue: catalogues.Catalogue) -> None:
+    errors: dict[str, str] = {}
+    patient = data["patient"]
+    if patient.get("ins") is not None and not is_ins(patient["ins"]):
+        errors["patient.ins"] = "must be an INS of 15 characters with a valid key (97 - NIR mod 97)"
+    if patient["birth_date"] > date.today():
+        errors["patient.birth_date"] = "must not be in the future"
+    lines = data["lines"]
+    if not 1 <= len(lines) <= MAX_LINES:
+        errors["lines"] = f"a prescription has 1 to {MAX_LINES} lines"
+    for index, line in enumerate(lines[:MAX_LINES]):
+        errors.update(check_line(line, f"lines[{index}]", catalogue))
+    errors.update(_check_result_return(data.get("result_return")))
+    if errors:
+        raise ValidationFailed(errors)
+
+
+def _check_result_return(result_return: dict[str, Any] | None) -> dict[str, str]:
+    if not result_return:
+        return {}
+    errors = {}
+    if "phone" in result_return.get("channels", []) and not result_return.get("phone"):
+        errors["result_return.phone"] = "required when results are returned by phone"
+    for index, copy in enumerate(result_return.get("copies_to") or []):
+        if not is_rpps(copy["rpps"]):
+            errors[f"result_return.copies_to[{index}].rpps"] = "must be an RPPS number (11 digits)"
+    return errors
+
+
+def _new_prescription(
+    actor: Actor, data: dict[str, Any], catalogue: catalogues.Catalogue, ins_key: bytes,
+    validity_days: int,
+) -> Prescription:
+    now = utcnow()
+    patient = data["patient"]
+    prescription = Prescription(
+        code=codes.generate_code(),
+        status=ACTIVE,
+        version=1,
+        modified=False,
+        prescriber_id=actor.client_pk,
+        prescriber_rpps=actor.identifier,
+        prescriber_name=actor.name,
+        patient_sex=patient["sex"],
+        patient_birth_date=patient["birth_date"],
+        ins_pseudonym=ins_pseudonym(patient["ins"], key=ins_key) if patient.get("ins") else None,
+        clinical_context=data.get("clinical_context"),
+        result_return=data.get("result_return"),
+        catalogue_version_id=catalogue.version_id,
+        sharing_withheld=False,
+        created_at=now,
+        updated_at=now,
+        expires_at=now + timedelta(days=validity_days),
+    )
+    prescription.lines = [
+        new_line(line, position, catalogue, origin="prescriber")
+        for position, line in enumerate(data["lines"], start=1)
+    ]
+    return prescription
+
+
+def new_line(
+    line: dict[str, Any], position: int, catalogue: catalogues.Catalogue, *, origin: str,
+    replaces: str | None = None,
+) -> Line:
+    entry = catalogue.get(line.get("loinc") or "")
+    renewals = line.get("renewals", 0)
+    return Line(
+        line_id=f"L{position}",
+        position=position,
+        loinc=line.get("loinc"),
+        label=entry.label if entry else None,
+        text=line.get("text"),
+        context=context_with_labels(line, catalogue),
+        urgent=line.get("urgent", False),
+        ald=line.get("ald", False),
+        prevention=line.get("prevention", False),
+        renewals=renewals,
+        renewals_left=renewals,
+        patient_instructions=list(line.get("patient_instructions") or []),
+        sampling_instructions=line.get("sampling_instructions"),
+        comment=line.get("comment"),
+        status=REQUESTED,
+        origin=origin,
+        replaces=replaces,
+    )
+
+
+def _warnings(
+    session: Session, prescription: Prescription, data: dict[str, Any],
+    catalogue: catalogues.Catalogue,
+) -> list[dict[str, str]]:
+    warnings = []
+    for line, given in zip(prescription.lines, data["lines"], strict=True):
+        for item in missing_context(given, catalogue):
+            warnings.append({
+                "code": "missing_clinical_context",
+                "line": line.line_id,
+                "detail": f"{line.label} [{line.loinc}]: the laboratory needs "
+                f"'{item['label']}' ({item['code']}), which is missing.",
+            })
+    for line_id, loinc in _duplicates(session, prescription):
+        warnings.append({
+            "code": "possible_duplicate",
+            "line": line_id,
+            "detail": f"{loinc} is already requested for this patient in another prescription "
+            "that is still active or in progress.",
+        })
+    return warnings
+
+
+def _duplicates(session: Session, prescription: Prescription) -> list[tuple[str, str]]:
+    loincs = {line.loinc: line.line_id for line in prescription.lines if line.loinc}
+    if prescription.ins_pseudonym is None or not loincs:
+        return []
+    found = session.scalars(
+        select(Line.loinc)
+        .join(Prescription)
+        .where(
+            Prescription.ins_pseudonym == prescription.ins_pseudonym,
+            Prescription.id != prescription.id,
+            Prescription.status.in_(OPEN),
+            Prescription.expires_at > utcnow(),
+            Line.loinc.in_(loincs),
+            Line.status == REQUESTED,
+        )
+        .distinct()
+    )
+    return sorted((loincs[loinc], loinc) for loinc in found)
+
+
+# ---- finding and reading --------------------------------------------------------------------
+
+
+def parse_code(raw: str) -> str:
+    """A code as a person typed it, or PrescriptionNotFound: a bad code can match nothing."""
+    try:
+        return codes.normalise(raw)
+    except codes.InvalidCode as error:
+        raise PrescriptionNotFound() from error
+
+
+def find(
+    session: Session, code: str, *, lock: bool = False, with_lines: bool = True
+) -> Prescription | None:
+    query = select(Prescription).where(Prescription.code == code)
+    if with_lines:
+        query = query.options(selectinload(Prescription.lines))
+    if lock:
+        query = query.with_for_update()
+    return session.scalar(query)
+
+
+def can_see(prescription: Prescription, actor: Actor) -> bool:
+    """A prescriber sees its own prescriptions; a laboratory those it holds."""
+    if actor.is_prescriber:
+        return prescription.prescriber_id == actor.client_pk
+    return prescription.lab_id == actor.client_pk
+
+
+def find_visible(session: Session, actor: Actor, raw_code: str, *, lock: bool = False) -> Prescription:
+    prescription = find(session, parse_code(raw_code), lock=lock)
+    if prescription is None or not can_see(prescription, actor):
+        raise PrescriptionNotFound()
+    return prescription
+
+
+def apply_expiry(session: Session, prescription: Prescription, now: datetime | None = None) -> bool:
+    """Mark an active prescription past its validity as expired; True when it changed."""
+    now = now or utcnow()
+    if prescription.status != ACTIVE or prescription.expires_at > now:
+        return False
+    prescription.status = EXPIRED
+    touch(prescription, now)
+    record(session, prescription, "expired", None, {"expires_at": prescription.expires_at.isoformat()})
+    return True
+
+
+def touch(prescription: Prescription, now: datetime | None = None) -> None:
+    prescription.version += 1
+    prescription.updated_at = now or utcnow()
+
+
+def read(*, session: Session, actor: Actor, code: str) -> dict[str, Any]:
+    """The full prescription; each read is recorded in the audit trail."""
+    prescription = find_visible(session, actor, code, lock=True)
+    apply_expiry(session, prescription)
+    record(session, prescription, "read", actor, {})
+    body = views.full(prescription, actor)
+    session.commit()
+    return body
+
+
+def status(
+    *, session: Session, actor: Actor, code: str, if_none_match: str | None = None
+) -> dict[str, Any]:
+    """The cheap poll: one row when the client's ETag is still current."""
+    normalised = parse_code(code)
+    row = session.execute(
+        select(
+            Prescription.version, Prescription.prescriber_id, Prescription.lab_id,
+            Prescription.status, Prescription.expires_at,
+        ).where(Prescription.code == normalised)
+    ).one_or_none()
+    if row is None or not _row_visible(row, actor):
+        session.rollback()
+        raise PrescriptionNotFound()
+    expiry_due = row.status == ACTIVE and row.expires_at <= utcnow()
+    if if_none_match and not expiry_due and f'"v{row.version}"' in if_none_match:
+        session.rollback()
+        raise NotModified()
+    prescription = find(session, normalised, lock=expiry_due)
+    if apply_expiry(session, prescription):
+        session.commit()
+    body = views.status(prescription, actor)
+    session.rollback()
+    return body
+
+
+def _row_visible(row, actor: Actor) -> bool:
+    if actor.is_prescriber:
+        return row.prescriber_id == actor.client_pk
+    return row.lab_id == actor.client_pk
+
+
+def encode_cursor(updated_at: datetime, pk: int) -> str:
+    return base64.urlsafe_b64encode(f"{updated_at.isoformat()}|{pk}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        moment, pk = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        return datetime.fromisoformat(moment), int(pk)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValidationFailed({"cursor": "not a cursor returned by this endpoint"}) from error
+
+
+def list_own(
+    *, session: Session, actor: Actor, status: str | None = None,
+    updated_since: datetime | None = None, limit: int = 50, cursor: str | None = None,
+) -> dict[str, Any]:
+    """The prescriber's own prescriptions, oldest update first, with a keyset cursor."""
+    now = utcnow()
+    query = (
+        select(Prescription)
+        .where(Prescription.prescriber_id == actor.client_pk)
+        .options(selectinload(Prescription.lines))
+        .order_by(Prescription.updated_at, Prescription.id)
+        .limit(limit + 1)
+    )
+    if status == EXPIRED:
+        query = query.where(or_(Prescription.status == EXPIRED,
+                                and_(Prescription.status == ACTIVE, Prescription.expires_at <= now)))
+    elif status == ACTIVE:
+        query = query.where(Prescription.status == ACTIVE, Prescription.expires_at > now)
+    elif status:
+        query = query.where(Prescription.status == status)
+    if updated_since:
+        query = query.where(Prescription.updated_at >= updated_since)
+    if cursor:
+        moment, pk = decode_cursor(cursor)
+        query = query.where(or_(Prescription.updated_at > moment,
+                                and_(Prescription.updated_at == moment, Prescription.id > pk)))
+    rows = list(session.scalars(query))
+    page = rows[:limit]
+    items = []
+    for prescription in page:
+        item = views.status(prescription, actor)
+        if prescription.status == ACTIVE and prescription.expires_at <= now:
+            item["status"] = EXPIRED
+        items.append(item)
+    next_cursor = encode_cursor(page[-1].updated_at, page[-1].id) if len(rows) > limit else None
+    session.rollback()
+    return {"items": items, "next_cursor": next_cursor}
+
+
+# ---- cancelling -----------------------------------------------------------------------------
+
+
+def cancel(*, session: Session, actor: Actor, code: str, reason: str) -> dict[str, Any]:
+    """Cancel while no laboratory holds it; cancelling twice is harmless."""
+    prescription = find_visible(session, actor, code, lock=True)
+    apply_expiry(session, prescription)
+    if prescription.status == CANCELLED:
+        body = views.full(prescription, actor)
+        session.commit()
+        return body
+    if prescription.status != ACTIVE:
+        session.commit()
+        why = {IN_PROGRESS: "a laboratory has taken charge of it"}.get(
+            prescription.status, f"it is {prescription.status}"
+        )
+        raise NotCancellable(f"The prescription cannot be cancelled: {why}.")
+    prescription.status = CANCELLED
+    touch(prescription)
+    record(session, prescription, "cancelled", actor, {"reason": reason})
+    body = views.full(prescription, actor)
+    session.commit()
+    return body

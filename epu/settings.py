@@ -1,0 +1,57 @@
+"""Configuration from the environment, shared by the web app and the command line."""
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+
+def _int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def _secret_from_instance(instance_dir: Path) -> str:
+    """The embedded mode's secret: generated once, kept beside the SQLite database."""
+    path = instance_dir / "secret_key"
+    if not path.exists():
+        instance_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    secret_key: str = field(repr=False)
+    token_ttl: int = 3600
+    validity_days: int = 365
+    failed_scan_limit: int = 20
+    rate_limit: str = "1200/minute"
+    redis_url: str | None = None
+    max_body_bytes: int = 256 * 1024
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        instance_dir = Path(os.environ.get("EPU_INSTANCE_DIR", "instance")).resolve()
+        database_url = os.environ.get("EPU_DATABASE_URL") or f"sqlite:///{instance_dir / 'epu.db'}"
+        if database_url.startswith("sqlite:///") and not database_url.startswith("sqlite:///:"):
+            Path(database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        return cls(
+            database_url=database_url,
+            secret_key=os.environ.get("EPU_SECRET_KEY") or _secret_from_instance(instance_dir),
+            token_ttl=_int("EPU_TOKEN_TTL", 3600),
+            validity_days=_int("EPU_VALIDITY_DAYS", 365),
+            failed_scan_limit=_int("EPU_FAILED_SCAN_LIMIT", 20),
+            rate_limit=os.environ.get("EPU_RATE_LIMIT", "1200/minute"),
+            redis_url=os.environ.get("EPU_REDIS_URL") or None,
+        )
+
+    def derived_key(self, purpose: str) -> bytes:
+        """A 32-byte key for one purpose, derived from the master secret."""
+        hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode())
+        return hkdf.derive(self.secret_key.encode())

@@ -1,0 +1,23 @@
+"""SQLAlchemy 2 mappings of EPU's tables. Nothing here commits."""
+
+from models.base import Base
+from models.tables import (
+    CatalogueEntry,
+    CatalogueVersion,
+    Client,
+    Event,
+    IdempotencyRecord,
+    Line,
+    Prescription,
+)
+
+__all__ = [
+    "Base",
+    "CatalogueEntry",
+    "CatalogueVersion",
+    "Client",
+    "Event",
+    "IdempotencyRecord",
+    "Line",
+    "Prescription",
+]

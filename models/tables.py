@@ -1,0 +1,143 @@
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from models.base import Base, utcnow
+
+
+class Client(Base):
+    __tablename__ = "clients"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    identifier: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+
+
+class CatalogueVersion(Base):
+    __tablename__ = "catalogue_versions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    entries: Mapped[list["CatalogueEntry"]] = relationship(
+        back_populates="version", order_by="CatalogueEntry.id"
+    )
+
+
+class CatalogueEntry(Base):
+    __tablename__ = "catalogue_entries"
+    __table_args__ = (UniqueConstraint("version_id", "loinc"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("catalogue_versions.id"), index=True)
+    loinc: Mapped[str] = mapped_column(String(10))
+    label: Mapped[str] = mapped_column(String(300))
+    synonyms: Mapped[list[str]] = mapped_column(JSON, default=list)
+    required_context: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    patient_instructions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    version: Mapped[CatalogueVersion] = relationship(back_populates="entries")
+
+
+class Prescription(Base):
+    __tablename__ = "prescriptions"
+    __table_args__ = (
+        Index("ix_prescriptions_prescriber_updated", "prescriber_id", "updated_at", "id"),
+        Index("ix_prescriptions_status_expires", "status", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(18), unique=True)
+    status: Mapped[str] = mapped_column(String(16))
+    version: Mapped[int] = mapped_column(default=1)
+    modified: Mapped[bool] = mapped_column(default=False)
+    prescriber_id: Mapped[int] = mapped_column(ForeignKey("clients.id"))
+    prescriber_rpps: Mapped[str] = mapped_column(String(11))
+    prescriber_name: Mapped[str] = mapped_column(String(200))
+    patient_sex: Mapped[str] = mapped_column(String(8))
+    patient_birth_date: Mapped[date]
+    ins_pseudonym: Mapped[str | None] = mapped_column(String(64), index=True)
+    clinical_context: Mapped[str | None] = mapped_column(Text)
+    result_return: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    lab_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id"))
+    lab_finess: Mapped[str | None] = mapped_column(String(9))
+    lab_name: Mapped[str | None] = mapped_column(String(200))
+    sharing_withheld: Mapped[bool] = mapped_column(default=False)
+    catalogue_version_id: Mapped[int | None] = mapped_column(ForeignKey("catalogue_versions.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    lines: Mapped[list["Line"]] = relationship(
+        back_populates="prescription",
+        order_by="Line.position",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
+
+
+class Line(Base):
+    __tablename__ = "prescription_lines"
+    __table_args__ = (UniqueConstraint("prescription_id", "line_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prescription_id: Mapped[int] = mapped_column(
+        ForeignKey("prescriptions.id", ondelete="CASCADE"), index=True
+    )
+    line_id: Mapped[str] = mapped_column(String(8))
+    position: Mapped[int]
+    loinc: Mapped[str | None] = mapped_column(String(10), index=True)
+    label: Mapped[str | None] = mapped_column(String(300))
+    text: Mapped[str | None] = mapped_column(Text)
+    context: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    urgent: Mapped[bool] = mapped_column(default=False)
+    ald: Mapped[bool] = mapped_column(default=False)
+    prevention: Mapped[bool] = mapped_column(default=False)
+    renewals: Mapped[int] = mapped_column(default=0)
+    renewals_left: Mapped[int] = mapped_column(default=0)
+    patient_instructions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    sampling_instructions: Mapped[str | None] = mapped_column(Text)
+    comment: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(12), default="requested")
+    origin: Mapped[str] = mapped_column(String(12), default="prescriber")
+    replaces: Mapped[str | None] = mapped_column(String(8))
+    outcome_reason: Mapped[str | None] = mapped_column(Text)
+    prescription: Mapped[Prescription] = relationship(back_populates="lines")
+
+
+class Event(Base):
+    """The audit trail: rows are only ever inserted (and purged with their prescription)."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prescription_id: Mapped[int | None] = mapped_column(
+        ForeignKey("prescriptions.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    type: Mapped[str] = mapped_column(String(24))
+    actor_role: Mapped[str] = mapped_column(String(16))
+    actor_client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id"), index=True)
+    actor_identifier: Mapped[str | None] = mapped_column(String(16))
+    actor_name: Mapped[str | None] = mapped_column(String(200))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class IdempotencyRecord(Base):
+    __tablename__ = "idempotency_records"
+    __table_args__ = (UniqueConstraint("client_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"))
+    key: Mapped[str] = mapped_column(String(200))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    prescription_id: Mapped[int] = mapped_column(
+        ForeignKey("prescriptions.id", ondelete="CASCADE"), index=True
+    )
+    response_body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
