@@ -26,10 +26,14 @@ def create_app(settings: Settings | None = None) -> Flask:
         OPENAPI_SWAGGER_UI_PATH="/docs",
         OPENAPI_SWAGGER_UI_URL="/api/docs/static/",
         API_SPEC_OPTIONS={
-            "components": {"securitySchemes": {"bearer": {
-                "type": "oauth2",
-                "flows": {"clientCredentials": {"tokenUrl": "/oauth/token", "scopes": {}}},
-            }}},
+            "components": {
+                "securitySchemes": {
+                    "bearer": {
+                        "type": "oauth2",
+                        "flows": {"clientCredentials": {"tokenUrl": "/oauth/token", "scopes": {}}},
+                    }
+                }
+            },
             "security": [{"bearer": []}],
         },
     )
@@ -71,4 +75,6 @@ def _require_json_body() -> None:
     if request.content_length == 0 or (request.content_length is None and not request.data):
         return
     if request.mimetype not in JSON_TYPES and request.mimetype != "multipart/form-data":
-        raise Problem(415, f"Send the body as application/json, not {request.mimetype or 'nothing'}.")
+        raise Problem(
+            415, f"Send the body as application/json, not {request.mimetype or 'nothing'}."
+        )

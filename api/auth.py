@@ -35,7 +35,8 @@ class SigningKey:
         seed = int.from_bytes(settings.derived_key("jwt-signing-key-es256"), "big")
         private = ec.derive_private_key(seed % (P256_ORDER - 1) + 1, ec.SECP256R1())
         pem = private.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
         public_pem = private.public_key().public_bytes(
@@ -85,11 +86,18 @@ def _query_client(client_id: str) -> OAuthClient | None:
 
 
 def _token_generator(signing_key: SigningKey, ttl: int) -> Callable:
-    def generate(grant_type, client, user=None, scope=None, expires_in=None,
-                 include_refresh_token=True):
+    def generate(
+        grant_type, client, user=None, scope=None, expires_in=None, include_refresh_token=True
+    ):
         now = int(time.time())
-        claims = {"iss": ISSUER, "sub": str(client.client_pk), "client_id": client.client_id,
-                  "role": client.role, "iat": now, "exp": now + ttl}
+        claims = {
+            "iss": ISSUER,
+            "sub": str(client.client_pk),
+            "client_id": client.client_id,
+            "role": client.role,
+            "iat": now,
+            "exp": now + ttl,
+        }
         token = jwt.encode({"alg": ALGORITHM, "kid": signing_key.kid}, claims, signing_key.key)
         return {"access_token": token, "token_type": "Bearer", "expires_in": ttl}
 
@@ -142,7 +150,8 @@ def verify_token(token: str) -> dict:
     try:
         decoded = jwt.decode(token, key.key, algorithms=[ALGORITHM])
         jwt.JWTClaimsRegistry(
-            iss={"essential": True, "value": ISSUER}, exp={"essential": True},
+            iss={"essential": True, "value": ISSUER},
+            exp={"essential": True},
             sub={"essential": True},
         ).validate(decoded.claims)
     except (JoseError, ValueError) as error:

@@ -30,11 +30,22 @@ DOMAIN_STATUS: dict[type[errors.DomainError], int] = {
 }
 
 HTTP_SLUGS = {
-    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-    405: "method_not_allowed", 406: "not_acceptable", 409: "conflict", 410: "gone",
-    412: "precondition_failed", 413: "payload_too_large", 415: "unsupported_media_type",
-    422: "validation", 428: "precondition_required", 429: "too_many_requests",
-    500: "internal_error", 503: "unavailable",
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    410: "gone",
+    412: "precondition_failed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation",
+    428: "precondition_required",
+    429: "too_many_requests",
+    500: "internal_error",
+    503: "unavailable",
 }
 
 
@@ -42,7 +53,12 @@ class Problem(Exception):
     """A refusal decided by the HTTP layer itself (authentication, preconditions, limits)."""
 
     def __init__(
-        self, status: int, detail: str, *, slug: str | None = None, title: str | None = None,
+        self,
+        status: int,
+        detail: str,
+        *,
+        slug: str | None = None,
+        title: str | None = None,
         headers: dict[str, str] | None = None,
     ):
         super().__init__(detail)
@@ -52,7 +68,12 @@ class Problem(Exception):
 
 
 def problem_response(
-    status: int, slug: str, title: str, detail: str, *, errors_by_field: dict[str, Any] | None = None,
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    *,
+    errors_by_field: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
     body: dict[str, Any] = {
@@ -99,7 +120,9 @@ def _from_domain(error: errors.DomainError) -> Response:
 
 
 def _from_problem(error: Problem) -> Response:
-    return problem_response(error.status, error.slug, error.title, error.detail, headers=error.headers)
+    return problem_response(
+        error.status, error.slug, error.title, error.detail, headers=error.headers
+    )
 
 
 def _from_http(error: HTTPException) -> Response:
@@ -107,18 +130,23 @@ def _from_http(error: HTTPException) -> Response:
     data = getattr(error, "data", None) or {}
     messages = data.get("messages")
     if messages is not None and status == 400:
-        return problem_response(400, "malformed_json", "Malformed request body",
-                                "The body is not valid JSON.")
+        return problem_response(
+            400, "malformed_json", "Malformed request body", "The body is not valid JSON."
+        )
     if messages is not None:
         # webargs puts messages under the request location ("json", "query", "headers").
         fields: dict[str, str] = {}
         for location, location_messages in messages.items():
             flat = flatten(location_messages)
-            fields.update(flat if location in ("json", "form") else
-                          {f"{location}.{k}": v for k, v in flat.items()})
+            fields.update(
+                flat
+                if location in ("json", "form")
+                else {f"{location}.{k}": v for k, v in flat.items()}
+            )
         detail = "; ".join(f"{path}: {msg}" for path, msg in fields.items())
-        return problem_response(422, "validation", "The request is not valid", detail,
-                                errors_by_field=fields)
+        return problem_response(
+            422, "validation", "The request is not valid", detail, errors_by_field=fields
+        )
     headers = dict(data.get("headers", {}))
     if error.response is not None:
         headers.update({k: v for k, v in error.response.headers.items() if k == "Retry-After"})
@@ -129,15 +157,20 @@ def _from_http(error: HTTPException) -> Response:
 
 def _from_database(error: OperationalError) -> Response:
     log.warning("database unavailable: %s", type(error.orig).__name__)
-    return problem_response(503, "unavailable", "Service busy",
-                            "The database is busy or unreachable; retry shortly.",
-                            headers={"Retry-After": "1"})
+    return problem_response(
+        503,
+        "unavailable",
+        "Service busy",
+        "The database is busy or unreachable; retry shortly.",
+        headers={"Retry-After": "1"},
+    )
 
 
 def _from_unexpected(error: Exception) -> Response:
     log.exception("unexpected error")
-    return problem_response(500, "internal_error", "Internal error",
-                            "An unexpected error occurred; it has been logged.")
+    return problem_response(
+        500, "internal_error", "Internal error", "An unexpected error occurred; it has been logged."
+    )
 
 
 def register(app: Flask) -> None:

@@ -29,13 +29,17 @@ class Limits:
 
     def count_request(self, actor: Actor) -> None:
         if not self._limiter.hit(self._requests, "requests", str(actor.client_pk)):
-            raise self._refuse(self._requests, str(actor.client_pk),
-                               "Too many requests from this client; slow down.")
+            raise self._refuse(
+                self._requests,
+                str(actor.client_pk),
+                "Too many requests from this client; slow down.",
+            )
 
     def check_scans_allowed(self, actor: Actor) -> None:
         if not self._limiter.test(self._failed_scans, "failed-scans", str(actor.client_pk)):
             raise self._refuse(
-                self._failed_scans, str(actor.client_pk),
+                self._failed_scans,
+                str(actor.client_pk),
                 "Too many scans of unknown codes from this laboratory; scanning is paused.",
             )
 

@@ -10,6 +10,7 @@ class ProblemSchema(Schema):
     detail = fields.String()
     code = fields.String(metadata={"description": "Machine-readable name of the situation"})
     errors = fields.Dict(
-        keys=fields.String(), values=fields.String(),
+        keys=fields.String(),
+        values=fields.String(),
         metadata={"description": "Validation messages keyed by field path, e.g. lines[1].loinc"},
     )

@@ -9,7 +9,10 @@ from models import Event, Prescription
 
 
 def record(
-    session: Session, prescription: Prescription | None, kind: str, actor: Actor | None,
+    session: Session,
+    prescription: Prescription | None,
+    kind: str,
+    actor: Actor | None,
     detail: dict[str, Any],
 ) -> None:
     session.add(

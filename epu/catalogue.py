@@ -121,9 +121,11 @@ def current(session: Session) -> Catalogue:
     key = f"{session.get_bind().url}#{version_id}"
     cached = _cache.get(key)
     if cached is None:
-        rows = session.scalars(
-            select(CatalogueEntry).where(CatalogueEntry.version_id == version_id)
-        ) if version_id is not None else []
+        rows = (
+            session.scalars(select(CatalogueEntry).where(CatalogueEntry.version_id == version_id))
+            if version_id is not None
+            else []
+        )
         cached = Catalogue(
             version_id,
             {

@@ -10,6 +10,10 @@ CSV convention (UTF-8, optional BOM, "," or ";" between columns, header line req
 
 Lists (synonyms, required_context, patient_instructions) separate their items with "|"; a
 required context item is code:label:type. Both separators are the same with ";" columns.
+
+FHIR: the label is the first French designation (fr or fr-FR; without a language, the
+resource's) that is not a synonym, else display. A ValueSet is read from its
+compose.include[] of http://loinc.org, or from expansion.contains[] when it has none.
 """
 
 import codecs

@@ -67,21 +67,36 @@ def create(role: str, rpps: str | None, finess: str | None, name: str) -> None:
         )
     except ValidationFailed as error:
         _fail(error.detail)
-    click.echo(json.dumps({"client_id": client.client_id, "client_secret": secret,
-                           "role": client.role, "identifier": client.identifier},
-                          ensure_ascii=False))
+    click.echo(
+        json.dumps(
+            {
+                "client_id": client.client_id,
+                "client_secret": secret,
+                "role": client.role,
+                "identifier": client.identifier,
+            },
+            ensure_ascii=False,
+        )
+    )
 
 
 @clients_group.command(name="list")
 def list_clients() -> None:
     """List clients (never their secrets)."""
     for client in clients.list_clients(session=_session()):
-        click.echo(json.dumps({
-            "client_id": client.client_id, "role": client.role,
-            "identifier": client.identifier, "name": client.name,
-            "created_at": client.created_at.isoformat(),
-            "revoked_at": client.revoked_at.isoformat() if client.revoked_at else None,
-        }, ensure_ascii=False))
+        click.echo(
+            json.dumps(
+                {
+                    "client_id": client.client_id,
+                    "role": client.role,
+                    "identifier": client.identifier,
+                    "name": client.name,
+                    "created_at": client.created_at.isoformat(),
+                    "revoked_at": client.revoked_at.isoformat() if client.revoked_at else None,
+                },
+                ensure_ascii=False,
+            )
+        )
 
 
 @clients_group.command()
@@ -121,8 +136,11 @@ def export_catalogue(fmt: str, output: Path | None) -> None:
     current = catalogue.current(session)
     if current.version_id is None:
         _fail("the database has no catalogue yet")
-    resource = to_fhir_codesystem([entry.as_dict() for entry in current.entries.values()],
-                                  version=str(current.version_id), date=date.today().isoformat())
+    resource = to_fhir_codesystem(
+        [entry.as_dict() for entry in current.entries.values()],
+        version=str(current.version_id),
+        date=date.today().isoformat(),
+    )
     text = json.dumps(resource, ensure_ascii=False, indent=2)
     if output:
         output.write_text(text + "\n", encoding="utf-8")
@@ -134,8 +152,11 @@ def export_catalogue(fmt: str, output: Path | None) -> None:
 def load_bundled() -> None:
     """Load the starter catalogue if the database has none."""
     version = catalogue.load_bundled_if_empty(session=_session())
-    click.echo("catalogue already present" if version is None
-               else f"loaded the starter catalogue as version {version}")
+    click.echo(
+        "catalogue already present"
+        if version is None
+        else f"loaded the starter catalogue as version {version}"
+    )
 
 
 @main.command()
@@ -145,8 +166,13 @@ def expire() -> None:
 
 
 @main.command()
-@click.option("--older-than", "days", type=click.IntRange(min=0), required=True,
-              help="Days since the last update")
+@click.option(
+    "--older-than",
+    "days",
+    type=click.IntRange(min=0),
+    required=True,
+    help="Days since the last update",
+)
 def purge(days: int) -> None:
     """Delete closed prescriptions (completed, cancelled, expired) untouched for DAYS."""
     counts = history.purge(session=_session(), older_than_days=days)

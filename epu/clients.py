@@ -21,13 +21,17 @@ def hash_secret(secret: str) -> str:
 
 def create_client(*, session: Session, role: str, identifier: str, name: str) -> tuple[Client, str]:
     """Register client software; returns it with its secret, shown this one time only."""
-    check = {PRESCRIBER: (is_rpps, "an RPPS number of 11 digits"),
-             LAB: (is_finess, "a FINESS number of 9 digits")}
+    check = {
+        PRESCRIBER: (is_rpps, "an RPPS number of 11 digits"),
+        LAB: (is_finess, "a FINESS number of 9 digits"),
+    }
     if role not in check:
         raise ValidationFailed({"role": "must be 'prescriber' or 'lab'"})
     is_valid, expected = check[role]
     if not is_valid(identifier):
-        raise ValidationFailed({"identifier": f"{identifier!r} is not {expected} with a valid Luhn key"})
+        raise ValidationFailed(
+            {"identifier": f"{identifier!r} is not {expected} with a valid Luhn key"}
+        )
     if not name.strip():
         raise ValidationFailed({"name": "must not be empty"})
     secret = secrets.token_urlsafe(32)

@@ -43,11 +43,17 @@ def _may_read_history(session: Session, prescription: Prescription, actor: Actor
         return prescription.prescriber_id == actor.client_pk
     if prescription.lab_id == actor.client_pk:
         return True
-    return bool(session.scalar(select(exists().where(
-        Event.prescription_id == prescription.id,
-        Event.actor_client_id == actor.client_pk,
-        Event.type == "taken",
-    ))))
+    return bool(
+        session.scalar(
+            select(
+                exists().where(
+                    Event.prescription_id == prescription.id,
+                    Event.actor_client_id == actor.client_pk,
+                    Event.type == "taken",
+                )
+            )
+        )
+    )
 
 
 def _event(event: Event) -> dict[str, Any]:
@@ -68,13 +74,15 @@ def expire_due(*, session: Session, batch_size: int = 500) -> int:
     total = 0
     while True:
         now = utcnow()
-        batch = list(session.scalars(
-            select(Prescription)
-            .where(Prescription.status == ACTIVE, Prescription.expires_at <= now)
-            .order_by(Prescription.id)
-            .limit(batch_size)
-            .with_for_update(skip_locked=True)
-        ))
+        batch = list(
+            session.scalars(
+                select(Prescription)
+                .where(Prescription.status == ACTIVE, Prescription.expires_at <= now)
+                .order_by(Prescription.id)
+                .limit(batch_size)
+                .with_for_update(skip_locked=True)
+            )
+        )
         for prescription in batch:
             apply_expiry(session, prescription, now)
         session.commit()
@@ -88,17 +96,22 @@ def purge(*, session: Session, older_than_days: int, batch_size: int = 500) -> d
     cutoff = utcnow() - timedelta(days=older_than_days)
     counts = {"prescriptions": 0, "lines": 0, "events": 0, "idempotency_records": 0}
     while True:
-        ids = list(session.scalars(
-            select(Prescription.id)
-            .where(Prescription.status.in_(CLOSED), Prescription.updated_at < cutoff)
-            .order_by(Prescription.id)
-            .limit(batch_size)
-        ))
+        ids = list(
+            session.scalars(
+                select(Prescription.id)
+                .where(Prescription.status.in_(CLOSED), Prescription.updated_at < cutoff)
+                .order_by(Prescription.id)
+                .limit(batch_size)
+            )
+        )
         if not ids:
             session.rollback()
             return counts
-        for model, key in ((IdempotencyRecord, "idempotency_records"), (Event, "events"),
-                           (Line, "lines")):
+        for model, key in (
+            (IdempotencyRecord, "idempotency_records"),
+            (Event, "events"),
+            (Line, "lines"),
+        ):
             result = session.execute(delete(model).where(model.prescription_id.in_(ids)))
             counts[key] += result.rowcount
         result = session.execute(delete(Prescription).where(Prescription.id.in_(ids)))

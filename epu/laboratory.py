@@ -52,7 +52,12 @@ def normalise_scanned(raw: str) -> str:
 
 
 def take(
-    *, session: Session, actor: Actor, code: str, ins_key: bytes, patient_ins: str | None = None,
+    *,
+    session: Session,
+    actor: Actor,
+    code: str,
+    ins_key: bytes,
+    patient_ins: str | None = None,
     objects_to_sharing: bool = False,
 ) -> dict[str, Any]:
     """Scan: the laboratory takes charge of an active prescription (idempotent for the holder)."""
@@ -177,8 +182,11 @@ def _validate_changes(
 
 
 def _apply_change(
-    session: Session, prescription: Prescription, change: dict[str, Any],
-    catalogue: catalogues.Catalogue, actor: Actor,
+    session: Session,
+    prescription: Prescription,
+    change: dict[str, Any],
+    catalogue: catalogues.Catalogue,
+    actor: Actor,
 ) -> None:
     detail: dict[str, Any] = {"op": change["op"], "reason": change["reason"]}
     if change["op"] in ("remove", "replace"):
@@ -189,7 +197,10 @@ def _apply_change(
     if change["op"] in ("add", "replace"):
         position = max(line.position for line in prescription.lines) + 1
         added = new_line(
-            change["line"], position, catalogue, origin="laboratory",
+            change["line"],
+            position,
+            catalogue,
+            origin="laboratory",
             replaces=change.get("line_id") if change["op"] == "replace" else None,
         )
         prescription.lines.append(added)
@@ -211,8 +222,13 @@ def report(
         line.status = DONE if outcome["outcome"] == "done" else NOT_DONE
         line.outcome_reason = outcome.get("reason")
         kind = "line_done" if line.status == DONE else "line_not_done"
-        record(session, prescription, kind, actor,
-               {"line": line.line_id, "reason": outcome.get("reason")})
+        record(
+            session,
+            prescription,
+            kind,
+            actor,
+            {"line": line.line_id, "reason": outcome.get("reason")},
+        )
     if not any(line.status == REQUESTED for line in prescription.lines):
         _end_execution(session, prescription, actor)
     touch(prescription)
@@ -250,8 +266,13 @@ def _end_execution(session: Session, prescription: Prescription, actor: Actor) -
             line.status = REQUESTED
             line.renewals_left -= 1
             line.outcome_reason = None
-            record(session, prescription, "renewed", actor,
-                   {"line": line.line_id, "renewals_left": line.renewals_left})
+            record(
+                session,
+                prescription,
+                "renewed",
+                actor,
+                {"line": line.line_id, "renewals_left": line.renewals_left},
+            )
     _end_hold(prescription, forget_laboratory=False)
     if any(line.status == REQUESTED for line in prescription.lines):
         prescription.status = ACTIVE

@@ -4,11 +4,11 @@ from datetime import date
 from typing import Any
 
 from epu.catalogue import Catalogue
-from epu.instructions import PATIENT_INSTRUCTIONS
 from epu.identifiers import is_loinc
+from epu.instructions import PATIENT_INSTRUCTIONS
 from epu.statuses import MAX_RENEWALS
 
-FREE_TEXT_HINT = "send the exam as a free-text line ({\"text\": \"...\"}) instead"
+FREE_TEXT_HINT = 'send the exam as a free-text line ({"text": "..."}) instead'
 
 
 def check_line(line: dict[str, Any], path: str, catalogue: Catalogue) -> dict[str, str]:

@@ -60,7 +60,9 @@ def create(
     prescription = _new_prescription(actor, data, catalogue, ins_key, validity_days)
     session.add(prescription)
     session.flush()
-    body = views.full(prescription, actor, warnings=_warnings(session, prescription, data, catalogue))
+    body = views.full(
+        prescription, actor, warnings=_warnings(session, prescription, data, catalogue)
+    )
     record(session, prescription, "created", actor, {"lines": len(prescription.lines)})
     if idempotency_key:
         session.add(
@@ -134,7 +136,10 @@ def _check_result_return(result_return: dict[str, Any] | None) -> dict[str, str]
 
 
 def _new_prescription(
-    actor: Actor, data: dict[str, Any], catalogue: catalogues.Catalogue, ins_key: bytes,
+    actor: Actor,
+    data: dict[str, Any],
+    catalogue: catalogues.Catalogue,
+    ins_key: bytes,
     validity_days: int,
 ) -> Prescription:
     now = utcnow()
@@ -166,7 +171,11 @@ def _new_prescription(
 
 
 def new_line(
-    line: dict[str, Any], position: int, catalogue: catalogues.Catalogue, *, origin: str,
+    line: dict[str, Any],
+    position: int,
+    catalogue: catalogues.Catalogue,
+    *,
+    origin: str,
     replaces: str | None = None,
 ) -> Line:
     entry = catalogue.get(line.get("loinc") or "")
@@ -193,25 +202,31 @@ def new_line(
 
 
 def _warnings(
-    session: Session, prescription: Prescription, data: dict[str, Any],
+    session: Session,
+    prescription: Prescription,
+    data: dict[str, Any],
     catalogue: catalogues.Catalogue,
 ) -> list[dict[str, str]]:
     warnings = []
     for line, given in zip(prescription.lines, data["lines"], strict=True):
         for item in missing_context(given, catalogue):
-            warnings.append({
-                "code": "missing_clinical_context",
-                "line": line.line_id,
-                "detail": f"{line.label} [{line.loinc}]: the laboratory needs "
-                f"'{item['label']}' ({item['code']}), which is missing.",
-            })
+            warnings.append(
+                {
+                    "code": "missing_clinical_context",
+                    "line": line.line_id,
+                    "detail": f"{line.label} [{line.loinc}]: the laboratory needs "
+                    f"'{item['label']}' ({item['code']}), which is missing.",
+                }
+            )
     for line_id, loinc in _duplicates(session, prescription):
-        warnings.append({
-            "code": "possible_duplicate",
-            "line": line_id,
-            "detail": f"{loinc} is already requested for this patient in another prescription "
-            "that is still active or in progress.",
-        })
+        warnings.append(
+            {
+                "code": "possible_duplicate",
+                "line": line_id,
+                "detail": f"{loinc} is already requested for this patient in another prescription "
+                "that is still active or in progress.",
+            }
+        )
     return warnings
 
 
@@ -264,7 +279,9 @@ def can_see(prescription: Prescription, actor: Actor) -> bool:
     return prescription.lab_id == actor.client_pk
 
 
-def find_visible(session: Session, actor: Actor, raw_code: str, *, lock: bool = False) -> Prescription:
+def find_visible(
+    session: Session, actor: Actor, raw_code: str, *, lock: bool = False
+) -> Prescription:
     prescription = find(session, parse_code(raw_code), lock=lock)
     if prescription is None or not can_see(prescription, actor):
         raise PrescriptionNotFound()
@@ -278,7 +295,9 @@ def apply_expiry(session: Session, prescription: Prescription, now: datetime | N
         return False
     prescription.status = EXPIRED
     touch(prescription, now)
-    record(session, prescription, "expired", None, {"expires_at": prescription.expires_at.isoformat()})
+    record(
+        session, prescription, "expired", None, {"expires_at": prescription.expires_at.isoformat()}
+    )
     return True
 
 
@@ -304,8 +323,11 @@ def status(
     normalised = parse_code(code)
     row = session.execute(
         select(
-            Prescription.version, Prescription.prescriber_id, Prescription.lab_id,
-            Prescription.status, Prescription.expires_at,
+            Prescription.version,
+            Prescription.prescriber_id,
+            Prescription.lab_id,
+            Prescription.status,
+            Prescription.expires_at,
         ).where(Prescription.code == normalised)
     ).one_or_none()
     if row is None or not _row_visible(row, actor):
@@ -342,8 +364,13 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
 
 
 def list_own(
-    *, session: Session, actor: Actor, status: str | None = None,
-    updated_since: datetime | None = None, limit: int = 50, cursor: str | None = None,
+    *,
+    session: Session,
+    actor: Actor,
+    status: str | None = None,
+    updated_since: datetime | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
 ) -> dict[str, Any]:
     """The prescriber's own prescriptions, oldest update first, with a keyset cursor."""
     now = utcnow()
@@ -355,8 +382,12 @@ def list_own(
         .limit(limit + 1)
     )
     if status == EXPIRED:
-        query = query.where(or_(Prescription.status == EXPIRED,
-                                and_(Prescription.status == ACTIVE, Prescription.expires_at <= now)))
+        query = query.where(
+            or_(
+                Prescription.status == EXPIRED,
+                and_(Prescription.status == ACTIVE, Prescription.expires_at <= now),
+            )
+        )
     elif status == ACTIVE:
         query = query.where(Prescription.status == ACTIVE, Prescription.expires_at > now)
     elif status:
@@ -365,8 +396,12 @@ def list_own(
         query = query.where(Prescription.updated_at >= updated_since)
     if cursor:
         moment, pk = decode_cursor(cursor)
-        query = query.where(or_(Prescription.updated_at > moment,
-                                and_(Prescription.updated_at == moment, Prescription.id > pk)))
+        query = query.where(
+            or_(
+                Prescription.updated_at > moment,
+                and_(Prescription.updated_at == moment, Prescription.id > pk),
+            )
+        )
     rows = list(session.scalars(query))
     page = rows[:limit]
     items = []

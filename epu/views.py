@@ -4,7 +4,7 @@ from typing import Any
 
 from epu.actors import Actor
 from epu.instructions import PATIENT_INSTRUCTIONS
-from epu.statuses import REPLACED, REMOVED
+from epu.statuses import REMOVED, REPLACED
 from models import Line, Prescription
 
 

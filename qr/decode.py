@@ -39,11 +39,9 @@ class UnreadableImage(QRImageError):
 
 
 def decode_codes(image_bytes: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> list[str]:
-    """Return the distinct texts of the QR codes in a PNG or JPEG image, in decoder order.
-
-    No reduction of our own: zxing-cpp already scans a pyramid of downscaled copies
-    (try_downscale) and reads a whole A4 page at 300 dpi in a few tens of milliseconds.
-    """
+    """Return the distinct texts of the QR codes in a PNG or JPEG image, in decoder order."""
+    # No downscaling of our own: zxing-cpp already scans a pyramid of reduced copies
+    # (try_downscale) and reads a whole A4 page at 300 dpi in a few tens of milliseconds.
     return _read_texts(_load_gray(image_bytes, max_pixels))
 
 

@@ -6,14 +6,17 @@ import io
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from importlib import resources
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fpdf import FPDF
 from fpdf.enums import Align, MethodReturnValue, XPos, YPos
 
+from epu.codes import for_humans as group_code
 from qr.render import render_png
+
+FONTS = Path(__file__).parent / "fonts"
 
 TITLE = "Ordonnance d'examens de biologie médicale"
 ALD_HEADING = (
@@ -71,9 +74,9 @@ class _OrdonnancePDF(FPDF):
         self.set_margins(MARGIN, MARGIN, MARGIN)
         self.set_auto_page_break(True, margin=FOOTER_HEIGHT + 3)
         for style, file_name in (
-            ("", "Lato-Regular.ttf"),
-            ("B", "Lato-Bold.ttf"),
-            ("I", "Lato-Italic.ttf"),
+            ("", "DejaVuSans.ttf"),
+            ("B", "DejaVuSans-Bold.ttf"),
+            ("I", "DejaVuSans-Oblique.ttf"),
         ):
             self.add_font(FONT, style, _font_path(file_name))
 
@@ -130,14 +133,9 @@ def render_ordonnance_pdf(
     return bytes(pdf.output())
 
 
-def group_code(code: str) -> str:
-    """Split the code in groups of four characters for human reading."""
-    return " ".join(code[i : i + 4] for i in range(0, len(code), 4))
-
-
 def _font_path(file_name: str) -> str:
-    """Return the path of a Lato TTF shipped by the fontpkg-lato wheel."""
-    return str(resources.files("fontpkg_lato") / "files" / file_name)
+    """A DejaVu TTF shipped with EPU (free licence, covers œ, β and the French accents)."""
+    return str(FONTS / file_name)
 
 
 def _set_metadata(pdf: FPDF, created: datetime | None) -> None:

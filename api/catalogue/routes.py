@@ -7,8 +7,12 @@ from api.extensions import db_session
 from epu import catalogue
 from epu.actors import ROLES
 
-blp = Blueprint("catalogue", __name__, url_prefix="/api/v1/catalogue",
-                description="The biology catalogue 'LOINC circuit de la biologie'")
+blp = Blueprint(
+    "catalogue",
+    __name__,
+    url_prefix="/api/v1/catalogue",
+    description="The biology catalogue 'LOINC circuit de la biologie'",
+)
 
 
 @blp.get("")

@@ -13,11 +13,20 @@ from epu.actors import LAB
 from epu.audit import record
 from epu.errors import PrescriptionNotFound
 
-blp = Blueprint("laboratory", __name__, url_prefix="/api/v1",
-                description="The laboratory's workflow: scan, adapt, report")
+blp = Blueprint(
+    "laboratory",
+    __name__,
+    url_prefix="/api/v1",
+    description="The laboratory's workflow: scan, adapt, report",
+)
 
-IF_MATCH = {"name": "If-Match", "in": "header", "required": True, "schema": {"type": "string"},
-            "description": "ETag of the version the changes apply to"}
+IF_MATCH = {
+    "name": "If-Match",
+    "in": "header",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "ETag of the version the changes apply to",
+}
 
 
 @blp.post("/scans")
@@ -31,8 +40,9 @@ IF_MATCH = {"name": "If-Match", "in": "header", "required": True, "schema": {"ty
 @require(LAB)
 def scan(data):
     """Take charge of a prescription by its code (idempotent for the holding laboratory)"""
-    return with_etag(take(data["code"], data.get("patient_ins"),
-                          data["patient_objects_to_sharing"]))
+    return with_etag(
+        take(data["code"], data.get("patient_ins"), data["patient_objects_to_sharing"])
+    )
 
 
 def take(code: str, patient_ins: str | None, objects_to_sharing: bool) -> dict:
@@ -40,8 +50,12 @@ def take(code: str, patient_ins: str | None, objects_to_sharing: bool) -> dict:
     limits().check_scans_allowed(actor)
     try:
         return laboratory.take(
-            session=db_session(), actor=actor, code=code, ins_key=ins_key(),
-            patient_ins=patient_ins, objects_to_sharing=objects_to_sharing,
+            session=db_session(),
+            actor=actor,
+            code=code,
+            ins_key=ins_key(),
+            patient_ins=patient_ins,
+            objects_to_sharing=objects_to_sharing,
         )
     except PrescriptionNotFound:
         if limits().count_failed_scan(actor):
@@ -74,10 +88,15 @@ def modify(data, code):
     if_match = request.headers.get("If-Match")
     if not if_match:
         raise Problem(428, "Send If-Match with the ETag of the version you are changing.")
-    return with_etag(laboratory.modify(
-        session=db_session(), actor=current_actor(), code=code, if_match=if_match,
-        changes=data["changes"],
-    ))
+    return with_etag(
+        laboratory.modify(
+            session=db_session(),
+            actor=current_actor(),
+            code=code,
+            if_match=if_match,
+            changes=data["changes"],
+        )
+    )
 
 
 @blp.post("/prescriptions/<code>/done")
@@ -88,6 +107,8 @@ def modify(data, code):
 @require(LAB)
 def report(data, code):
     """Report exams done or not done; the last one ends this execution"""
-    return with_etag(laboratory.report(
-        session=db_session(), actor=current_actor(), code=code, outcomes=data["lines"]
-    ))
+    return with_etag(
+        laboratory.report(
+            session=db_session(), actor=current_actor(), code=code, outcomes=data["lines"]
+        )
+    )

@@ -4,12 +4,20 @@ from api.prescriptions.schemas import LineIn
 
 
 class ScanIn(Schema):
-    code = fields.String(required=True, validate=validate.Length(min=1, max=64),
-                         metadata={"description": "What the scanner read or the receptionist "
-                                   "typed; case, spaces, hyphens and I/L/O are forgiven",
-                                   "example": "01S2-TBPZ-2JCN-ZZYG-HZ"})
-    patient_ins = fields.String(allow_none=True, validate=validate.Length(max=32),
-                                metadata={"description": "INS of the patient at the desk"})
+    code = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=64),
+        metadata={
+            "description": "What the scanner read or the receptionist "
+            "typed; case, spaces, hyphens and I/L/O are forgiven",
+            "example": "01S2-TBPZ-2JCN-ZZYG-HZ",
+        },
+    )
+    patient_ins = fields.String(
+        allow_none=True,
+        validate=validate.Length(max=32),
+        metadata={"description": "INS of the patient at the desk"},
+    )
     patient_objects_to_sharing = fields.Boolean(load_default=False)
 
 
@@ -21,8 +29,9 @@ class ChangeIn(Schema):
 
 
 class PatchIn(Schema):
-    changes = fields.List(fields.Nested(ChangeIn), required=True,
-                          validate=validate.Length(min=1, max=50))
+    changes = fields.List(
+        fields.Nested(ChangeIn), required=True, validate=validate.Length(min=1, max=50)
+    )
 
 
 class OutcomeIn(Schema):
@@ -32,5 +41,6 @@ class OutcomeIn(Schema):
 
 
 class DoneIn(Schema):
-    lines = fields.List(fields.Nested(OutcomeIn), required=True,
-                        validate=validate.Length(min=1, max=100))
+    lines = fields.List(
+        fields.Nested(OutcomeIn), required=True, validate=validate.Length(min=1, max=100)
+    )

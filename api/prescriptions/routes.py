@@ -16,20 +16,36 @@ from api.prescriptions.schemas import (
 from epu import history, prescriptions
 from epu.actors import LAB, PRESCRIBER
 
-blp = Blueprint("prescriptions", __name__, url_prefix="/api/v1/prescriptions",
-                description="Prescriptions: created by prescribers, followed by both parties")
+blp = Blueprint(
+    "prescriptions",
+    __name__,
+    url_prefix="/api/v1/prescriptions",
+    description="Prescriptions: created by prescribers, followed by both parties",
+)
 
-IDEMPOTENCY_HEADER = {"name": "Idempotency-Key", "in": "header", "required": False,
-                      "schema": {"type": "string", "maxLength": 200},
-                      "description": "A retry with the same key and body replays the response"}
-IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "required": False,
-                 "schema": {"type": "string"}, "description": "ETag of the last response"}
+IDEMPOTENCY_HEADER = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "maxLength": 200},
+    "description": "A retry with the same key and body replays the response",
+}
+IF_NONE_MATCH = {
+    "name": "If-None-Match",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "ETag of the last response",
+}
 
 
 @blp.post("")
 @blp.arguments(PrescriptionIn)
-@blp.response(201, PrescriptionOut, headers={"Location": {"schema": {"type": "string"}},
-                                              "ETag": {"schema": {"type": "string"}}})
+@blp.response(
+    201,
+    PrescriptionOut,
+    headers={"Location": {"schema": {"type": "string"}}, "ETag": {"schema": {"type": "string"}}},
+)
 @blp.alt_response(422, description="Invalid prescription, or Idempotency-Key reused")
 @blp.doc(parameters=[IDEMPOTENCY_HEADER])
 @require(PRESCRIBER)
@@ -37,8 +53,12 @@ def create(data):
     """Create a prescription; answers its code, with warnings that never block"""
     key = request.headers.get("Idempotency-Key", "").strip()[:200] or None
     created = prescriptions.create(
-        session=db_session(), actor=current_actor(), data=data, ins_key=ins_key(),
-        validity_days=settings().validity_days, idempotency_key=key,
+        session=db_session(),
+        actor=current_actor(),
+        data=data,
+        ins_key=ins_key(),
+        validity_days=settings().validity_days,
+        idempotency_key=key,
     )
     headers = {"Location": f"/api/v1/prescriptions/{created.body['code']}"}
     if created.replayed:
@@ -74,7 +94,9 @@ def status(code):
     """Poll the status: answer 304 while the ETag is current"""
     try:
         body = prescriptions.status(
-            session=db_session(), actor=current_actor(), code=code,
+            session=db_session(),
+            actor=current_actor(),
+            code=code,
             if_none_match=request.headers.get("If-None-Match"),
         )
     except prescriptions.NotModified:
@@ -90,9 +112,11 @@ def status(code):
 @require(PRESCRIBER)
 def cancel(data, code):
     """Cancel while no laboratory holds it (repeating is harmless)"""
-    return with_etag(prescriptions.cancel(
-        session=db_session(), actor=current_actor(), code=code, reason=data["reason"]
-    ))
+    return with_etag(
+        prescriptions.cancel(
+            session=db_session(), actor=current_actor(), code=code, reason=data["reason"]
+        )
+    )
 
 
 @blp.get("/<code>/history")

@@ -13,9 +13,26 @@ from epu.statuses import (
 )
 
 IDENTITY_FIELDS = {
-    "name", "names", "family", "family_name", "given", "given_name", "first_name", "last_name",
-    "birth_name", "usual_name", "patient_name", "address", "addresses", "email", "telecom",
-    "phone", "nir", "social_security_number", "city", "postal_code",
+    "name",
+    "names",
+    "family",
+    "family_name",
+    "given",
+    "given_name",
+    "first_name",
+    "last_name",
+    "birth_name",
+    "usual_name",
+    "patient_name",
+    "address",
+    "addresses",
+    "email",
+    "telecom",
+    "phone",
+    "nir",
+    "social_security_number",
+    "city",
+    "postal_code",
 }
 IDENTITY_MESSAGE = (
     "EPU is anonymous: names, addresses and other identity data are refused. "
@@ -46,27 +63,39 @@ class ContextItemIn(Schema):
 
 
 class LineIn(Schema):
-    loinc = fields.String(allow_none=True, validate=validate.Length(max=10),
-                          metadata={"example": "2842-3"})
-    text = fields.String(allow_none=True, validate=validate.Length(min=1, max=500),
-                         metadata={"description": "Free-text exam, for an exam with no code"})
-    context = fields.List(fields.Nested(ContextItemIn), load_default=list,
-                          validate=validate.Length(max=20))
+    loinc = fields.String(
+        allow_none=True, validate=validate.Length(max=10), metadata={"example": "2842-3"}
+    )
+    text = fields.String(
+        allow_none=True,
+        validate=validate.Length(min=1, max=500),
+        metadata={"description": "Free-text exam, for an exam with no code"},
+    )
+    context = fields.List(
+        fields.Nested(ContextItemIn), load_default=list, validate=validate.Length(max=20)
+    )
     urgent = fields.Boolean(load_default=False)
     ald = fields.Boolean(load_default=False)
     prevention = fields.Boolean(load_default=False)
-    renewals = fields.Integer(strict=True, load_default=0,
-                              metadata={"minimum": 0, "maximum": MAX_RENEWALS})
-    patient_instructions = fields.List(fields.String(), load_default=list,
-                                       validate=validate.Length(max=10))
+    renewals = fields.Integer(
+        strict=True, load_default=0, metadata={"minimum": 0, "maximum": MAX_RENEWALS}
+    )
+    patient_instructions = fields.List(
+        fields.String(), load_default=list, validate=validate.Length(max=10)
+    )
     sampling_instructions = fields.String(allow_none=True, validate=validate.Length(max=1000))
     comment = fields.String(allow_none=True, validate=validate.Length(max=1000))
 
 
 class PatientIn(Schema):
-    ins = fields.String(allow_none=True, validate=validate.Length(max=32),
-                        metadata={"description": "INS (15 characters); only a keyed pseudonym "
-                                  "is stored", "example": "269052A12345634"})
+    ins = fields.String(
+        allow_none=True,
+        validate=validate.Length(max=32),
+        metadata={
+            "description": "INS (15 characters); only a keyed pseudonym is stored",
+            "example": "269052A12345634",
+        },
+    )
     sex = fields.String(required=True, validate=validate.OneOf(SEXES))
     birth_date = fields.Date(required=True)
 
@@ -81,11 +110,13 @@ class CopyToIn(Schema):
 
 
 class ResultReturnIn(Schema):
-    channels = fields.List(fields.String(validate=validate.OneOf(RESULT_CHANNELS)),
-                           load_default=list)
+    channels = fields.List(
+        fields.String(validate=validate.OneOf(RESULT_CHANNELS)), load_default=list
+    )
     phone = fields.String(allow_none=True, validate=validate.Length(max=30))
-    copies_to = fields.List(fields.Nested(CopyToIn), load_default=list,
-                            validate=validate.Length(max=10))
+    copies_to = fields.List(
+        fields.Nested(CopyToIn), load_default=list, validate=validate.Length(max=10)
+    )
 
 
 class PrescriptionIn(Schema):
@@ -138,12 +169,16 @@ class LineOut(Schema):
     patient_instructions = fields.List(fields.Nested(InstructionOut))
     sampling_instructions = fields.String(allow_none=True)
     comment = fields.String(allow_none=True)
-    status = fields.String(allow_none=True, validate=validate.OneOf(LINE_STATUSES),
-                           metadata={"description": "null when the patient withheld execution"})
+    status = fields.String(
+        allow_none=True,
+        validate=validate.OneOf(LINE_STATUSES),
+        metadata={"description": "null when the patient withheld execution"},
+    )
     origin = fields.String(validate=validate.OneOf(("prescriber", "laboratory")))
     replaces = fields.String(allow_none=True)
-    reason = fields.String(allow_none=True, metadata={"description": "Why a line was removed, "
-                           "replaced or not done"})
+    reason = fields.String(
+        allow_none=True, metadata={"description": "Why a line was removed, replaced or not done"}
+    )
 
 
 class PrescriberOut(Schema):
@@ -175,8 +210,9 @@ class ResultReturnOut(Schema):
 
 
 class WarningOut(Schema):
-    code = fields.String(validate=validate.OneOf(("missing_clinical_context",
-                                                  "possible_duplicate")))
+    code = fields.String(
+        validate=validate.OneOf(("missing_clinical_context", "possible_duplicate"))
+    )
     line = fields.String()
     detail = fields.String()
 
