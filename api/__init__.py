@@ -11,6 +11,7 @@ from epu.settings import Settings
 from models.db import make_engine, make_session_factory
 
 JSON_TYPES = ("application/json", "application/merge-patch+json")
+MULTIPART_PATHS = ("/api/v1/scans",)  # a photo of the ordonnance
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -54,12 +55,13 @@ def create_app(settings: Settings | None = None) -> Flask:
 def _register_blueprints(app: Flask) -> None:
     from api import health, oauth
     from api.catalogue.routes import blp as catalogue
+    from api.documents.routes import blp as documents
     from api.laboratory.routes import blp as laboratory
     from api.prescriptions.routes import blp as prescriptions
 
     api = EpuApi(app)
     app.extensions["epu.api"] = api
-    for blueprint in (catalogue, prescriptions, laboratory):
+    for blueprint in (catalogue, prescriptions, laboratory, documents):
         api.register_blueprint(blueprint)
     app.register_blueprint(health.blp)
     app.register_blueprint(oauth.blp)
@@ -72,9 +74,11 @@ class EpuApi(Api):
 def _require_json_body() -> None:
     if not request.path.startswith("/api/v1") or request.method not in ("POST", "PUT", "PATCH"):
         return
+    if request.mimetype == "multipart/form-data" and request.path in MULTIPART_PATHS:
+        return  # read by its handler, under that route's own size limit
     if request.content_length == 0 or (request.content_length is None and not request.data):
         return
-    if request.mimetype not in JSON_TYPES and request.mimetype != "multipart/form-data":
+    if request.mimetype not in JSON_TYPES:
         raise Problem(
             415, f"Send the body as application/json, not {request.mimetype or 'nothing'}."
         )

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from models import CatalogueEntry, CatalogueVersion
+from models.db import writes
 
 BUNDLED = Path(__file__).parent / "data" / "catalogue.json"
 
@@ -146,6 +147,7 @@ def current(session: Session) -> Catalogue:
     return cached
 
 
+@writes
 def import_entries(*, session: Session, entries: list[dict[str, Any]], source: str) -> int:
     """Store a new catalogue version; it becomes the current one. Returns its id."""
     version = CatalogueVersion(source=source[:300])
@@ -166,6 +168,7 @@ def import_entries(*, session: Session, entries: list[dict[str, Any]], source: s
     return version.id
 
 
+@writes
 def load_bundled_if_empty(*, session: Session) -> int | None:
     """Load the starter catalogue shipped with EPU when the database has none yet."""
     if current_version_id(session) is not None:

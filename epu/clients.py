@@ -12,6 +12,7 @@ from epu.errors import ValidationFailed
 from epu.identifiers import is_finess, is_rpps
 from models import Client
 from models.base import utcnow
+from models.db import writes
 
 
 def hash_secret(secret: str) -> str:
@@ -19,6 +20,7 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+@writes
 def create_client(*, session: Session, role: str, identifier: str, name: str) -> tuple[Client, str]:
     """Register client software; returns it with its secret, shown this one time only."""
     check = {
@@ -69,6 +71,7 @@ def list_clients(*, session: Session) -> list[Client]:
     return list(session.scalars(select(Client).order_by(Client.id)))
 
 
+@writes
 def revoke_client(*, session: Session, client_id: str) -> bool:
     client = session.scalar(select(Client).where(Client.client_id == client_id))
     if client is None:

@@ -8,10 +8,11 @@ from sqlalchemy.orm import Session
 
 from epu.actors import Actor
 from epu.errors import PrescriptionNotFound
-from epu.prescriptions import apply_expiry, find, parse_code
+from epu.prescriptions import apply_expiry, expire_now, find, parse_code
 from epu.statuses import ACTIVE, CLOSED
 from models import Event, IdempotencyRecord, Line, Prescription
 from models.base import utcnow
+from models.db import writes
 
 # What a prescriber still sees when the patient objected to sharing the execution.
 _STATUS_ONLY_EVENTS = {"created", "cancelled", "expired", "completed"}
@@ -23,8 +24,8 @@ def history(*, session: Session, actor: Actor, code: str) -> dict[str, Any]:
     if prescription is None or not _may_read_history(session, prescription, actor):
         session.rollback()
         raise PrescriptionNotFound()
-    if apply_expiry(session, prescription):
-        session.commit()
+    if prescription.status == ACTIVE and prescription.expires_at <= utcnow():
+        expire_now(session=session, code=prescription.code)
     events = session.scalars(
         select(Event).where(Event.prescription_id == prescription.id).order_by(Event.id)
     )
@@ -69,6 +70,7 @@ def _event(event: Event) -> dict[str, Any]:
     }
 
 
+@writes
 def expire_due(*, session: Session, batch_size: int = 500) -> int:
     """Mark every active prescription past its validity as expired; returns how many."""
     total = 0
@@ -91,6 +93,7 @@ def expire_due(*, session: Session, batch_size: int = 500) -> int:
             return total
 
 
+@writes
 def purge(*, session: Session, older_than_days: int, batch_size: int = 500) -> dict[str, int]:
     """Delete closed prescriptions untouched for that long, with everything attached to them."""
     cutoff = utcnow() - timedelta(days=older_than_days)

@@ -36,6 +36,7 @@ from epu.statuses import (
     REQUESTED,
 )
 from models import Line, Prescription
+from models.db import writes
 
 _REFUSALS = {
     CANCELLED: PrescriptionCancelled,
@@ -51,6 +52,7 @@ def normalise_scanned(raw: str) -> str:
         raise InvalidPrescriptionCode(str(error)) from error
 
 
+@writes
 def take(
     *,
     session: Session,
@@ -106,6 +108,7 @@ def _check_patient(prescription: Prescription, patient_ins: str | None, key: byt
     return True
 
 
+@writes
 def release(*, session: Session, actor: Actor, code: str) -> dict[str, Any]:
     """The patient went elsewhere: the prescription is active again for any laboratory."""
     prescription = _held(session, actor, code)
@@ -132,6 +135,7 @@ def _end_hold(prescription: Prescription, *, forget_laboratory: bool) -> None:
         prescription.lab_name = None
 
 
+@writes
 def modify(
     *, session: Session, actor: Actor, code: str, if_match: str, changes: list[dict[str, Any]]
 ) -> dict[str, Any]:
@@ -210,6 +214,7 @@ def _apply_change(
     record(session, prescription, "modified", actor, detail)
 
 
+@writes
 def report(
     *, session: Session, actor: Actor, code: str, outcomes: list[dict[str, Any]]
 ) -> dict[str, Any]:
@@ -279,3 +284,10 @@ def _end_execution(session: Session, prescription: Prescription, actor: Actor) -
     else:
         prescription.status = COMPLETED
         record(session, prescription, "completed", actor, {})
+
+
+@writes
+def note_scans_blocked(*, session: Session, actor: Actor) -> None:
+    """Audit: this laboratory scanned too many unknown codes and is paused."""
+    record(session, None, "failed_scans_limit", actor, {})
+    session.commit()

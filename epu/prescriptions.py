@@ -1,6 +1,7 @@
 """Prescriber-side use cases: create, read, poll, list, cancel. Each commits once."""
 
 import base64
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -25,6 +26,7 @@ from epu.lines import check_line, context_with_labels, missing_context
 from epu.statuses import ACTIVE, CANCELLED, EXPIRED, IN_PROGRESS, MAX_LINES, OPEN, REQUESTED
 from models import IdempotencyRecord, Line, Prescription
 from models.base import utcnow
+from models.db import writes
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class NotModified(Exception):
 # ---- creation -------------------------------------------------------------------------------
 
 
+@writes
 def create(
     *,
     session: Session,
@@ -86,8 +89,6 @@ def create(
 
 
 def _hash(data: dict[str, Any]) -> str:
-    import hashlib
-
     canonical = json.dumps(data, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -306,6 +307,7 @@ def touch(prescription: Prescription, now: datetime | None = None) -> None:
     prescription.updated_at = now or utcnow()
 
 
+@writes
 def read(*, session: Session, actor: Actor, code: str) -> dict[str, Any]:
     """The full prescription; each read is recorded in the audit trail."""
     prescription = find_visible(session, actor, code, lock=True)
@@ -333,16 +335,22 @@ def status(
     if row is None or not _row_visible(row, actor):
         session.rollback()
         raise PrescriptionNotFound()
-    expiry_due = row.status == ACTIVE and row.expires_at <= utcnow()
-    if if_none_match and not expiry_due and f'"v{row.version}"' in if_none_match:
+    if row.status == ACTIVE and row.expires_at <= utcnow():
+        expire_now(session=session, code=normalised)
+    elif if_none_match and f'"v{row.version}"' in if_none_match:
         session.rollback()
         raise NotModified()
-    prescription = find(session, normalised, lock=expiry_due)
-    if apply_expiry(session, prescription):
-        session.commit()
-    body = views.status(prescription, actor)
+    body = views.status(find(session, normalised), actor)
     session.rollback()
     return body
+
+
+@writes
+def expire_now(*, session: Session, code: str) -> None:
+    """Record the expiry a read has just noticed."""
+    prescription = find(session, code, lock=True, with_lines=False)
+    apply_expiry(session, prescription)
+    session.commit()
 
 
 def _row_visible(row, actor: Actor) -> bool:
@@ -418,6 +426,7 @@ def list_own(
 # ---- cancelling -----------------------------------------------------------------------------
 
 
+@writes
 def cancel(*, session: Session, actor: Actor, code: str, reason: str) -> dict[str, Any]:
     """Cancel while no laboratory holds it; cancelling twice is harmless."""
     prescription = find_visible(session, actor, code, lock=True)
@@ -435,6 +444,35 @@ def cancel(*, session: Session, actor: Actor, code: str, reason: str) -> dict[st
     prescription.status = CANCELLED
     touch(prescription)
     record(session, prescription, "cancelled", actor, {"reason": reason})
+    body = views.full(prescription, actor)
+    session.commit()
+    return body
+
+
+# ---- printed documents ----------------------------------------------------------------------
+
+
+def owned_code(*, session: Session, actor: Actor, code: str) -> str:
+    """The normalised code of a prescription of this prescriber (one column read), for its QR."""
+    normalised = parse_code(code)
+    owner = session.scalar(
+        select(Prescription.prescriber_id).where(Prescription.code == normalised)
+    )
+    session.rollback()
+    if owner is None or not actor.is_prescriber or owner != actor.client_pk:
+        raise PrescriptionNotFound()
+    return normalised
+
+
+def for_document(*, session: Session, actor: Actor, code: str) -> dict[str, Any]:
+    """The full prescription for its printable ordonnance (owner prescriber only); recorded as
+    'printed' in the audit trail, without changing its version."""
+    prescription = find(session, parse_code(code), lock=True)
+    if prescription is None or not actor.is_prescriber or not can_see(prescription, actor):
+        session.rollback()
+        raise PrescriptionNotFound()
+    apply_expiry(session, prescription)
+    record(session, prescription, "printed", actor, {})
     body = views.full(prescription, actor)
     session.commit()
     return body

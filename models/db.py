@@ -1,7 +1,37 @@
 """Engine and session factory, with the SQLite settings that make it safe under concurrency."""
 
+import functools
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import ParamSpec, TypeVar
+
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+
+_writing: ContextVar[bool] = ContextVar("epu_writing", default=False)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def writes(use_case: Callable[P, R]) -> Callable[P, R]:
+    """Mark a use case that writes: on SQLite its transactions take the write lock first."""
+
+    @functools.wraps(use_case)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        session = kwargs.get("session")
+        if isinstance(session, Session) and session.in_transaction() and _is_sqlite(session):
+            session.rollback()  # a read transaction begun earlier cannot safely become a writer
+        token = _writing.set(True)
+        try:
+            return use_case(*args, **kwargs)
+        finally:
+            _writing.reset(token)
+
+    return wrapper
+
+
+def _is_sqlite(session: Session) -> bool:
+    return session.get_bind().dialect.name == "sqlite"
 
 
 def make_engine(url: str, **options) -> Engine:
@@ -17,9 +47,10 @@ def make_engine(url: str, **options) -> Engine:
 
 
 def _make_sqlite_serialise_writers(engine: Engine) -> None:
-    # pysqlite opens "deferred" transactions: two of them that both read and then write
-    # deadlock and one fails at once with "database is locked", whatever the timeout.
-    # BEGIN IMMEDIATE takes the write lock first, so writers queue on the busy timeout.
+    # Two "deferred" transactions that both read and then write deadlock, and one fails at
+    # once with "database is locked", whatever the timeout. Use cases marked @writes begin
+    # with BEGIN IMMEDIATE, which takes the write lock first, so writers queue on the busy
+    # timeout; reads stay deferred and never wait (WAL).
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection, _record):
         dbapi_connection.isolation_level = None
@@ -31,7 +62,7 @@ def _make_sqlite_serialise_writers(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(connection):
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if _writing.get() else "BEGIN")
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -3,6 +3,7 @@ from flask_smorest import Blueprint
 
 from api.auth import current_actor, require
 from api.context import ins_key, with_etag
+from api.documents.uploads import json_or_image, scan_from_image, scan_request_body
 from api.errors import Problem
 from api.extensions import db_session
 from api.laboratory.schemas import DoneIn, PatchIn, ScanIn
@@ -10,7 +11,6 @@ from api.limits import limits
 from api.prescriptions.schemas import PrescriptionOut
 from epu import laboratory
 from epu.actors import LAB
-from epu.audit import record
 from epu.errors import PrescriptionNotFound
 
 blp = Blueprint(
@@ -30,16 +30,25 @@ IF_MATCH = {
 
 
 @blp.post("/scans")
-@blp.arguments(ScanIn)
+@blp.doc(requestBody=scan_request_body(ScanIn))
 @blp.response(200, PrescriptionOut, headers={"ETag": {"schema": {"type": "string"}}})
 @blp.alt_response(404, description="No such prescription")
 @blp.alt_response(409, description="Held by another laboratory, or completed")
 @blp.alt_response(410, description="Cancelled or expired")
-@blp.alt_response(422, description="Invalid code (check character) or patient mismatch")
+@blp.alt_response(413, description="Image over 5 MB or 40 million pixels")
+@blp.alt_response(415, description="Neither JSON nor a PNG or JPEG part 'image'")
+@blp.alt_response(
+    422,
+    description="Invalid code (check character) or patient mismatch; in an image: "
+    "no_code_found, several_codes or unreadable_image",
+)
 @blp.alt_response(429, description="Too many unknown codes scanned")
+@json_or_image(ScanIn)
 @require(LAB)
 def scan(data):
-    """Take charge of a prescription by its code (idempotent for the holding laboratory)"""
+    """Take charge of a prescription by its code, typed or in a photo (idempotent for the holder)"""
+    if data is None:  # multipart/form-data: the code is in a photo of the ordonnance
+        data = scan_from_image(ScanIn)
     return with_etag(
         take(data["code"], data.get("patient_ins"), data["patient_objects_to_sharing"])
     )
@@ -59,9 +68,7 @@ def take(code: str, patient_ins: str | None, objects_to_sharing: bool) -> dict:
         )
     except PrescriptionNotFound:
         if limits().count_failed_scan(actor):
-            session = db_session()
-            record(session, None, "failed_scans_limit", actor, {"window": "10 minutes"})
-            session.commit()
+            laboratory.note_scans_blocked(session=db_session(), actor=actor)
         raise
 
 

@@ -1,0 +1,43 @@
+"""Identifier systems, code systems and extension URLs of the FHIR interface."""
+
+from epu import codes, instructions
+
+REQUISITION_SYSTEM = codes.OID  # urn:oid:1.2.250.1.215.500.1.1
+INSTRUCTION_SYSTEM = instructions.INSTRUCTION_SYSTEM
+
+FHIR_JSON = "application/fhir+json"
+FHIR_VERSION = "4.0.1"
+
+LOINC = "http://loinc.org"
+RPPS = "https://rpps.esante.gouv.fr"
+FINESS = "https://finess.esante.gouv.fr"
+INS_NIR = "urn:oid:1.2.250.1.213.1.4.8"
+SNOMED = "http://snomed.info/sct"
+TASK_CODE = "http://hl7.org/fhir/CodeSystem/task-code"
+AUDIT_EVENT_TYPE = "http://terminology.hl7.org/CodeSystem/audit-event-type"
+SECURITY_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
+SMART_OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+
+_BASE = "https://epu.esante.gouv.fr/fhir"
+STRUCTURE = f"{_BASE}/StructureDefinition"
+CODE_SYSTEM = f"{_BASE}/CodeSystem"
+OPERATION = f"{_BASE}/OperationDefinition"
+
+# ServiceRequest extensions
+EXT_ALD = f"{STRUCTURE}/ald"  # valueBoolean: exam for an "affection de longue durée"
+EXT_PREVENTION = f"{STRUCTURE}/prevention"  # valueBoolean: prevention exam
+EXT_RENEWALS = f"{STRUCTURE}/renewals"  # valueUnsignedInt: renewals allowed (0-12)
+EXT_RENEWALS_LEFT = f"{STRUCTURE}/renewals-left"  # valueUnsignedInt, read only
+EXT_PATIENT_INSTRUCTION = f"{STRUCTURE}/patient-instruction"  # valueCode MED-1160..MED-1165
+EXT_SAMPLING = f"{STRUCTURE}/sampling-instructions"  # valueString
+EXT_ORIGIN = f"{STRUCTURE}/line-origin"  # valueCode prescriber | laboratory, read only
+EXT_LINE_STATUS = f"{STRUCTURE}/line-status"  # valueCode: the EPU line status, read only
+EXT_LINE_REASON = f"{STRUCTURE}/line-status-reason"  # valueString, read only
+EXT_RESULT_RETURN = f"{STRUCTURE}/result-return"  # complex: channel*, phone, copy-to*
+# Task extensions (read only)
+EXT_MODIFIED = f"{STRUCTURE}/modified-by-laboratory"  # valueBoolean
+EXT_EXECUTION_WITHHELD = f"{STRUCTURE}/execution-withheld"  # valueBoolean
+
+CS_PRESCRIPTION_STATUS = f"{CODE_SYSTEM}/prescription-status"
+CS_EVENT_TYPE = f"{CODE_SYSTEM}/event-type"
+CS_ISSUE = f"{CODE_SYSTEM}/issue"  # the same slugs as the JSON API's problem codes

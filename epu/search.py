@@ -1,0 +1,94 @@
+"""Searching a prescriber's own prescriptions with full views (protocol-agnostic).
+
+`prescriptions.list_own` answers status views; this answers the full views of one page, for
+interfaces that list whole prescriptions. Like `list_own` it records no read event (the caller
+is the author) and shows an active prescription past its validity as expired without writing.
+"""
+
+from collections.abc import Collection, Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, false, or_, select
+from sqlalchemy.orm import Session, selectinload
+
+from epu import views
+from epu.actors import Actor
+from epu.prescriptions import decode_cursor, encode_cursor
+from epu.statuses import ACTIVE, EXPIRED
+from models import Prescription
+from models.base import utcnow
+
+COMPARISONS = ("gt", "ge", "lt", "le")
+
+
+def own_prescriptions(
+    *,
+    session: Session,
+    actor: Actor,
+    statuses: Collection[str] | None = None,
+    updated: Iterable[tuple[str, datetime]] = (),
+    limit: int = 50,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    """The caller's prescriptions as full views, oldest update first, with a keyset cursor.
+
+    `statuses`: prescription statuses to keep (None: all); `updated`: comparisons of the last
+    update with a moment, each ("gt" | "ge" | "lt" | "le", aware datetime), all to hold.
+    """
+    now = utcnow()
+    query = (
+        select(Prescription)
+        .where(Prescription.prescriber_id == actor.client_pk)
+        .options(selectinload(Prescription.lines))
+        .order_by(Prescription.updated_at, Prescription.id)
+        .limit(limit + 1)
+    )
+    if statuses is not None:
+        query = query.where(_status_condition(set(statuses), now))
+    for comparison, moment in updated:
+        query = query.where(_updated_condition(comparison, moment))
+    if cursor:
+        moment, pk = decode_cursor(cursor)
+        query = query.where(
+            or_(
+                Prescription.updated_at > moment,
+                and_(Prescription.updated_at == moment, Prescription.id > pk),
+            )
+        )
+    rows = list(session.scalars(query))
+    page = rows[:limit]
+    items = []
+    for prescription in page:
+        item = views.full(prescription, actor)
+        if prescription.status == ACTIVE and prescription.expires_at <= now:
+            item["status"] = EXPIRED
+        items.append(item)
+    next_cursor = encode_cursor(page[-1].updated_at, page[-1].id) if len(rows) > limit else None
+    session.rollback()
+    return {"items": items, "next_cursor": next_cursor}
+
+
+def _status_condition(statuses: set[str], now: datetime):
+    conditions = [
+        Prescription.status == status for status in statuses if status not in (ACTIVE, EXPIRED)
+    ]
+    if ACTIVE in statuses:
+        conditions.append(and_(Prescription.status == ACTIVE, Prescription.expires_at > now))
+    if EXPIRED in statuses:
+        conditions.append(Prescription.status == EXPIRED)
+        conditions.append(and_(Prescription.status == ACTIVE, Prescription.expires_at <= now))
+    return or_(*conditions) if conditions else false()
+
+
+def _updated_condition(comparison: str, moment: datetime):
+    column = Prescription.updated_at
+    if comparison == "gt":
+        return column > moment
+    if comparison == "ge":
+        return column >= moment
+    if comparison == "lt":
+        return column < moment
+    if comparison == "le":
+        return column <= moment
+    raise ValueError(f"comparison must be one of {COMPARISONS}, not {comparison!r}")
