@@ -61,10 +61,10 @@ class Entry:
             "patient_instructions": list(self.patient_instructions),
         }
 
-    def score(self, query: str, query_words: list[str]) -> int:
-        if query == fold(self.loinc):
+    def score(self, raw: str, query: str, query_words: list[str]) -> int:
+        if raw == self.loinc:
             return 1000
-        if self.loinc.startswith(query):
+        if raw[:1].isdigit() and self.loinc.startswith(raw):
             return 600
         if query in self._synonym_folds:
             return 900
@@ -100,7 +100,8 @@ class Catalogue:
         if not words:
             return sorted(self.entries.values(), key=lambda e: fold(e.label))[:limit]
         folded = " ".join(words)
-        scored = [(entry.score(folded, words), entry) for entry in self.entries.values()]
+        raw = query.strip()
+        scored = [(entry.score(raw, folded, words), entry) for entry in self.entries.values()]
         ranked = sorted(
             (pair for pair in scored if pair[0] > 0),
             key=lambda pair: (-pair[0], len(pair[1].label), pair[1].loinc),

@@ -1,0 +1,77 @@
+"""Shared limits: in memory by default, in Redis when EPU_REDIS_URL is set."""
+
+import os
+import secrets
+
+import pytest
+
+from api.limits import Limits
+from epu.actors import Actor
+from epu.settings import Settings
+
+REDIS_URL = "redis://127.0.0.1:6379/14"
+
+
+@pytest.fixture
+def redis_url():
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL).ping()
+    except redis.exceptions.ConnectionError:
+        if os.environ.get("CI"):
+            pytest.fail("Redis is unreachable at 127.0.0.1:6379 in CI")
+        pytest.skip("Redis is not running at 127.0.0.1:6379")
+    return REDIS_URL
+
+
+def limits_with(redis_url: str | None, limit: int = 3) -> Limits:
+    return Limits(
+        Settings(
+            database_url="sqlite://",
+            secret_key="s",
+            failed_scan_limit=limit,
+            redis_url=redis_url,
+            rate_limit="5/minute",
+        )
+    )
+
+
+def lab() -> Actor:
+    return Actor(secrets.randbelow(10**9), "lab", "130000029", "Laboratoire")
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_failed_scans_pause_after_the_limit(shared, request):
+    url = request.getfixturevalue("redis_url") if shared else None
+    limits, actor = limits_with(url), lab()
+    limits.check_scans_allowed(actor)
+    assert [limits.count_failed_scan(actor) for _ in range(3)] == [False, False, True]
+    with pytest.raises(Exception) as refused:
+        limits.check_scans_allowed(actor)
+    assert refused.value.status == 429 and int(refused.value.headers["Retry-After"]) > 0
+
+
+def test_two_instances_share_counts_through_redis(redis_url):
+    first, second, actor = limits_with(redis_url), limits_with(redis_url), lab()
+    first.count_failed_scan(actor)
+    second.count_failed_scan(actor)
+    assert first.count_failed_scan(actor) is True
+    with pytest.raises(Exception):
+        second.check_scans_allowed(actor)
+
+
+def test_in_memory_limits_are_per_process():
+    first, second, actor = limits_with(None), limits_with(None), lab()
+    for _ in range(3):
+        first.count_failed_scan(actor)
+    second.check_scans_allowed(actor)
+
+
+def test_general_request_limit(redis_url):
+    limits, actor = limits_with(redis_url), lab()
+    for _ in range(5):
+        limits.count_request(actor)
+    with pytest.raises(Exception) as refused:
+        limits.count_request(actor)
+    assert refused.value.status == 429

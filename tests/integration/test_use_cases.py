@@ -1,0 +1,146 @@
+"""Use cases against a real session, without HTTP."""
+
+from datetime import date, timedelta
+
+import pytest
+from sqlalchemy import func, select, update
+
+from epu import catalogue, clients, history, laboratory, prescriptions
+from epu.actors import Actor
+from epu.errors import PrescriptionNotFound, ValidationFailed
+from models import CatalogueVersion, Event, IdempotencyRecord, Line, Prescription
+from models.base import utcnow
+from tests.factories import prescription_body
+
+KEY = b"k" * 32
+
+
+def actor_for(session, role, identifier, name) -> Actor:
+    client, _ = clients.create_client(session=session, role=role, identifier=identifier, name=name)
+    return Actor(client.id, client.role, client.identifier, client.name)
+
+
+@pytest.fixture
+def doctor(session) -> Actor:
+    return actor_for(session, "prescriber", "10005688790", "Dr Amélie Thomas")
+
+
+@pytest.fixture
+def laboratory_actor(session) -> Actor:
+    return actor_for(session, "lab", "130000029", "Laboratoire des Calanques")
+
+
+def new_prescription(session, doctor, **overrides) -> str:
+    data = prescription_body(**overrides)
+    data["patient"]["birth_date"] = date.fromisoformat(data["patient"]["birth_date"])
+    created = prescriptions.create(
+        session=session,
+        actor=doctor,
+        data=data,
+        ins_key=KEY,
+        validity_days=365,
+        idempotency_key=None,
+    )
+    return created.body["code"]
+
+
+def count(session, model) -> int:
+    total = session.scalar(select(func.count()).select_from(model))
+    session.rollback()
+    return total
+
+
+def test_validation_failure_leaves_nothing_behind(session, doctor):
+    data = prescription_body(lines=[{"loinc": "2842-4"}])
+    data["patient"]["birth_date"] = date(1969, 5, 1)
+    with pytest.raises(ValidationFailed) as raised:
+        prescriptions.create(
+            session=session, actor=doctor, data=data, ins_key=KEY, validity_days=365
+        )
+    assert "lines[0].loinc" in raised.value.errors
+    session.rollback()
+    assert count(session, Prescription) == count(session, Event) == 0
+
+
+def test_expire_marks_overdue_active_prescriptions_with_an_event(session, doctor, laboratory_actor):
+    overdue, held, fresh = (new_prescription(session, doctor) for _ in range(3))
+    laboratory.take(session=session, actor=laboratory_actor, code=held, ins_key=KEY)
+    session.execute(
+        update(Prescription)
+        .where(Prescription.code.in_([overdue, held]))
+        .values(expires_at=utcnow() - timedelta(days=1))
+    )
+    session.commit()
+    assert history.expire_due(session=session) == 1
+    statuses = dict(session.execute(select(Prescription.code, Prescription.status)).all())
+    assert statuses == {overdue: "expired", held: "in_progress", fresh: "active"}
+    expired_events = session.scalars(select(Event.type).where(Event.type == "expired")).all()
+    assert expired_events == ["expired"]
+    assert history.expire_due(session=session) == 0
+
+
+def test_purge_deletes_old_closed_prescriptions_and_everything_attached(
+    session, doctor, laboratory_actor
+):
+    old_cancelled = new_prescription(session, doctor)
+    prescriptions.cancel(session=session, actor=doctor, code=old_cancelled, reason="x")
+    old_active = new_prescription(session, doctor)
+    old_held = new_prescription(session, doctor)
+    laboratory.take(session=session, actor=laboratory_actor, code=old_held, ins_key=KEY)
+    recent_cancelled = new_prescription(session, doctor)
+    prescriptions.cancel(session=session, actor=doctor, code=recent_cancelled, reason="x")
+    session.execute(
+        update(Prescription)
+        .where(Prescription.code.in_([old_cancelled, old_active, old_held]))
+        .values(updated_at=utcnow() - timedelta(days=40))
+    )
+    session.commit()
+    counts = history.purge(session=session, older_than_days=30, batch_size=1)
+    assert counts["prescriptions"] == 1 and counts["lines"] == 3 and counts["events"] == 2
+    remaining = set(session.scalars(select(Prescription.code)))
+    assert remaining == {old_active, old_held, recent_cancelled}
+    assert count(session, Line) == 9
+
+
+def test_catalogue_import_is_a_new_version_and_prescriptions_keep_their_labels(session, doctor):
+    code = new_prescription(session, doctor, lines=[{"loinc": "57022-6"}])
+    entries = [entry.as_dict() for entry in catalogue.current(session).entries.values()]
+    for entry in entries:
+        if entry["loinc"] == "57022-6":
+            entry["label"] = "Hémogramme (NFS) - libellé 2027"
+    before = count(session, CatalogueVersion)
+    catalogue.import_entries(session=session, entries=entries, source="test")
+    assert count(session, CatalogueVersion) == before + 1
+    assert catalogue.current(session).get("57022-6").label.startswith("Hémogramme (NFS)")
+    body = prescriptions.read(session=session, actor=doctor, code=code)
+    assert body["lines"][0]["label"] == "Numération formule sanguine"
+    assert catalogue.load_bundled_if_empty(session=session) is None
+
+
+def test_idempotency_records_follow_their_prescription(session, doctor):
+    data = prescription_body()
+    data["patient"]["birth_date"] = date(1969, 5, 1)
+    first = prescriptions.create(
+        session=session,
+        actor=doctor,
+        data=data,
+        ins_key=KEY,
+        validity_days=365,
+        idempotency_key="k1",
+    )
+    again = prescriptions.create(
+        session=session,
+        actor=doctor,
+        data=data,
+        ins_key=KEY,
+        validity_days=365,
+        idempotency_key="k1",
+    )
+    assert again.replayed and again.body == first.body
+    assert count(session, IdempotencyRecord) == 1
+
+
+def test_a_laboratory_never_reads_what_it_does_not_hold(session, doctor, laboratory_actor):
+    code = new_prescription(session, doctor)
+    with pytest.raises(PrescriptionNotFound):
+        prescriptions.read(session=session, actor=laboratory_actor, code=code)
