@@ -1,10 +1,12 @@
 """The HTTP layer: the only package that imports Flask."""
 
+from http import HTTPStatus
+
 from flask import Flask, request
 from flask_smorest import Api
 
 from api import auth, errors, limits
-from api.errors import Problem
+from api.errors import PROBLEM, Problem
 from api.extensions import close_db_session
 from api.schemas import ProblemSchema
 from epu.settings import Settings
@@ -68,7 +70,17 @@ def _register_blueprints(app: Flask) -> None:
 
 
 class EpuApi(Api):
+    """flask-smorest, documenting errors as problem+json and only the statuses we answer."""
+
     ERROR_SCHEMA = ProblemSchema
+    DEFAULT_ERROR_RESPONSE_NAME = None
+
+    def _register_responses(self):
+        for status in HTTPStatus:
+            response = {"description": status.phrase}
+            if status >= 400:
+                response["content"] = {PROBLEM: {"schema": ProblemSchema}}
+            self.spec.components.response(status.name, response, lazy=True)
 
 
 def _require_json_body() -> None:

@@ -2,6 +2,7 @@ from flask_smorest import Blueprint
 
 from api.auth import require
 from api.catalogue.schemas import CatalogueEntrySchema, CatalogueQuerySchema, CatalogueSearchSchema
+from api.docs import WITH_QUERY, refusals
 from api.errors import Problem
 from api.extensions import db_session
 from epu import catalogue
@@ -18,6 +19,7 @@ blp = Blueprint(
 @blp.get("")
 @blp.arguments(CatalogueQuerySchema, location="query")
 @blp.response(200, CatalogueSearchSchema)
+@refusals(blp, {}, WITH_QUERY)
 @require(*ROLES)
 def search(query):
     """Search exams by code, label words, prefixes and synonyms, best match first"""
@@ -28,7 +30,7 @@ def search(query):
 
 @blp.get("/<loinc>")
 @blp.response(200, CatalogueEntrySchema)
-@blp.alt_response(404, description="Code not in the catalogue")
+@refusals(blp, {404: "Code not in the catalogue"})
 @require(*ROLES)
 def get_entry(loinc):
     """One catalogue entry"""

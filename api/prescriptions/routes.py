@@ -3,6 +3,7 @@ from flask_smorest import Blueprint
 
 from api.auth import current_actor, require
 from api.context import ins_key, settings, with_etag
+from api.docs import WITH_BODY, WITH_QUERY, refusals
 from api.extensions import db_session
 from api.prescriptions.schemas import (
     CancelIn,
@@ -23,6 +24,7 @@ blp = Blueprint(
     description="Prescriptions: created by prescribers, followed by both parties",
 )
 
+NOT_FOUND = "No such prescription visible to the caller"
 IDEMPOTENCY_HEADER = {
     "name": "Idempotency-Key",
     "in": "header",
@@ -46,7 +48,9 @@ IF_NONE_MATCH = {
     PrescriptionOut,
     headers={"Location": {"schema": {"type": "string"}}, "ETag": {"schema": {"type": "string"}}},
 )
-@blp.alt_response(422, description="Invalid prescription, or Idempotency-Key reused")
+@refusals(
+    blp, {422: "Invalid prescription (errors by field path), or Idempotency-Key reused"}, WITH_BODY
+)
 @blp.doc(parameters=[IDEMPOTENCY_HEADER])
 @require(PRESCRIBER)
 def create(data):
@@ -69,6 +73,7 @@ def create(data):
 @blp.get("")
 @blp.arguments(ListQuery, location="query")
 @blp.response(200, StatusPageOut)
+@refusals(blp, {}, WITH_QUERY)
 @require(PRESCRIBER)
 def list_own(query):
     """The caller's prescriptions, by update time, with a cursor"""
@@ -77,7 +82,7 @@ def list_own(query):
 
 @blp.get("/<code>")
 @blp.response(200, PrescriptionOut, headers={"ETag": {"schema": {"type": "string"}}})
-@blp.alt_response(404, description="No such prescription visible to the caller")
+@refusals(blp, {404: NOT_FOUND})
 @require(PRESCRIBER, LAB)
 def read(code):
     """The full prescription (the read is recorded in its history)"""
@@ -87,7 +92,7 @@ def read(code):
 @blp.get("/<code>/status")
 @blp.response(200, StatusOut, headers={"ETag": {"schema": {"type": "string"}}})
 @blp.alt_response(304, description="Not modified since the ETag given in If-None-Match")
-@blp.alt_response(404, description="No such prescription visible to the caller")
+@refusals(blp, {404: NOT_FOUND})
 @blp.doc(parameters=[IF_NONE_MATCH])
 @require(PRESCRIBER, LAB)
 def status(code):
@@ -107,8 +112,7 @@ def status(code):
 @blp.post("/<code>/cancel")
 @blp.arguments(CancelIn)
 @blp.response(200, PrescriptionOut)
-@blp.alt_response(404, description="No such prescription visible to the caller")
-@blp.alt_response(409, description="Held by a laboratory, completed or expired")
+@refusals(blp, {404: NOT_FOUND, 409: "Held by a laboratory, completed or expired"}, WITH_BODY)
 @require(PRESCRIBER)
 def cancel(data, code):
     """Cancel while no laboratory holds it (repeating is harmless)"""
@@ -121,7 +125,7 @@ def cancel(data, code):
 
 @blp.get("/<code>/history")
 @blp.response(200, HistoryOut)
-@blp.alt_response(404, description="No such prescription visible to the caller")
+@refusals(blp, {404: NOT_FOUND})
 @require(PRESCRIBER, LAB)
 def read_history(code):
     """The audit trail, oldest first"""
