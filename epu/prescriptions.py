@@ -38,6 +38,10 @@ class Created:
 class NotModified(Exception):
     """The client's ETag is current: nothing to send."""
 
+    def __init__(self, etag: str):
+        super().__init__(etag)
+        self.etag = etag
+
 
 # ---- creation -------------------------------------------------------------------------------
 
@@ -339,7 +343,7 @@ def status(
         expire_now(session=session, code=normalised)
     elif if_none_match and f'"v{row.version}"' in if_none_match:
         session.rollback()
-        raise NotModified()
+        raise NotModified(f'"v{row.version}"')
     body = views.status(find(session, normalised), actor)
     session.rollback()
     return body

@@ -4,7 +4,6 @@ from typing import Any
 
 from epu.actors import Actor
 from epu.instructions import PATIENT_INSTRUCTIONS
-from epu.statuses import REMOVED, REPLACED
 from models import Line, Prescription
 
 
@@ -108,7 +107,3 @@ def status(prescription: Prescription, actor: Actor) -> dict[str, Any]:
             for line in _visible_lines(prescription, hidden)
         ],
     }
-
-
-def is_open_line(line: Line) -> bool:
-    return line.status not in (REMOVED, REPLACED)

@@ -104,8 +104,8 @@ def status(code):
             code=code,
             if_none_match=request.headers.get("If-None-Match"),
         )
-    except prescriptions.NotModified:
-        return Response(status=304, headers={"ETag": request.headers["If-None-Match"].strip()})
+    except prescriptions.NotModified as not_modified:
+        return Response(status=304, headers={"ETag": not_modified.etag})
     return with_etag(body)
 
 
