@@ -24,7 +24,8 @@ run: $(VENV)/.installed
 	$(BIN)/epu db upgrade
 	$(BIN)/epu catalogue load-bundled
 	exec $(BIN)/gunicorn --bind 127.0.0.1:$(EPU_PORT) --workers $(EPU_WORKERS) \
-		--worker-class gthread --threads $(EPU_THREADS) --access-logfile - wsgi:app
+		--worker-class gthread --threads $(EPU_THREADS) --no-control-socket \
+		--access-logfile - wsgi:app
 
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check .

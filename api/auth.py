@@ -92,7 +92,7 @@ def _token_generator(signing_key: SigningKey, ttl: int) -> Callable:
         now = int(time.time())
         claims = {
             "iss": ISSUER,
-            "sub": str(client.client_pk),
+            "sub": client.client_id,
             "client_id": client.client_id,
             "role": client.role,
             "iat": now,
@@ -169,7 +169,7 @@ def current_actor() -> Actor:
     if scheme.lower() != "bearer" or not token.strip():
         raise _unauthorized("A bearer access token is required (POST /oauth/token).", error="")
     claims = verify_token(token.strip())
-    actor = active_actor(session=db_session(), client_pk=int(claims["sub"]))
+    actor = active_actor(session=db_session(), client_id=claims["sub"])
     if actor is None:
         raise _unauthorized("The client of this access token has been revoked.")
     g.actor = actor

@@ -1,7 +1,8 @@
 """Per-app values the handlers need: settings and keys derived from them."""
 
-from flask import current_app
+from flask import current_app, request
 
+from api.errors import Problem
 from epu.settings import Settings
 
 
@@ -19,3 +20,13 @@ def etag_of(body: dict) -> str:
 
 def with_etag(body: dict, status: int = 200, **headers: str):
     return body, status, {"ETag": etag_of(body), "Cache-Control": "no-cache", **headers}
+
+
+def versions_in_if_match() -> set[int] | None:
+    """Versions named by strong ETags in If-Match (RFC 9110: weak tags never match); None for *."""
+    if not request.headers.get("If-Match"):
+        raise Problem(428, "Send If-Match with the ETag of the version you are changing.")
+    if request.if_match.star_tag:
+        return None
+    tags = request.if_match.as_set(include_weak=False)
+    return {int(tag[1:]) for tag in tags if tag[:1] == "v" and tag[1:].isdigit()}

@@ -59,9 +59,9 @@ def authenticate(*, session: Session, client_id: str, secret: str) -> Client | N
     return client
 
 
-def active_actor(*, session: Session, client_pk: int) -> Actor | None:
+def active_actor(*, session: Session, client_id: str) -> Actor | None:
     """The caller behind a token, or None once its client is revoked."""
-    client = session.get(Client, client_pk)
+    client = session.scalar(select(Client).where(Client.client_id == client_id))
     if client is None or client.revoked_at is not None:
         return None
     return Actor(client.id, client.role, client.identifier, client.name)

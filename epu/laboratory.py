@@ -137,11 +137,15 @@ def _end_hold(prescription: Prescription, *, forget_laboratory: bool) -> None:
 
 @writes
 def modify(
-    *, session: Session, actor: Actor, code: str, if_match: str, changes: list[dict[str, Any]]
+    *, session: Session, actor: Actor, code: str, if_match: set[int] | None,
+    changes: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """The biologist adds, removes or replaces exams, each with a reason; all or nothing."""
+    """The biologist adds, removes or replaces exams, each with a reason; all or nothing.
+
+    `if_match` holds the versions the client read (None: any version, as `If-Match: *`).
+    """
     prescription = _held(session, actor, code)
-    if views.etag(prescription) not in if_match and if_match.strip() != "*":
+    if if_match is not None and prescription.version not in if_match:
         session.rollback()
         raise StaleVersion()
     catalogue = catalogues.current(session)

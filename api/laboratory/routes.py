@@ -1,10 +1,8 @@
-from flask import request
 from flask_smorest import Blueprint
 
 from api.auth import current_actor, require
-from api.context import ins_key, with_etag
+from api.context import ins_key, versions_in_if_match, with_etag
 from api.documents.uploads import json_or_image, scan_from_image, scan_request_body
-from api.errors import Problem
 from api.extensions import db_session
 from api.laboratory.schemas import DoneIn, PatchIn, ScanIn
 from api.limits import limits
@@ -92,15 +90,12 @@ def release(code):
 @require(LAB)
 def modify(data, code):
     """Add, remove or replace exams, each with a reason; all or nothing"""
-    if_match = request.headers.get("If-Match")
-    if not if_match:
-        raise Problem(428, "Send If-Match with the ETag of the version you are changing.")
     return with_etag(
         laboratory.modify(
             session=db_session(),
             actor=current_actor(),
             code=code,
-            if_match=if_match,
+            if_match=versions_in_if_match(),
             changes=data["changes"],
         )
     )

@@ -344,3 +344,14 @@ def test_refused_requests_write_nothing(http, session, lab, other_lab, code):
     scan(http, other_lab, code)
     done(http, lab, code, {"line_id": "L1", "outcome": "not_done"})
     assert session.scalar(select(func.count()).select_from(Event)) == before
+
+
+def test_if_match_uses_strong_comparison_and_accepts_a_star(http, lab, code):
+    etag = scan(http, lab, code).headers["ETag"]
+    change = [{"op": "remove", "line_id": "L3", "reason": "r"}]
+    assert patch(http, lab, code, change, f"W/{etag}").status_code == 412
+    assert patch(http, lab, code, change, f'"v0", {etag}').status_code == 200
+    assert (
+        patch(http, lab, code, [{"op": "remove", "line_id": "L2", "reason": "r"}], "*").status_code
+        == 200
+    )
