@@ -5,7 +5,7 @@ from http import HTTPStatus
 from flask import Flask, request
 from flask_smorest import Api
 
-from api import auth, errors, limits
+from api import auth, errors, fhir, limits
 from api.errors import PROBLEM, Problem
 from api.extensions import close_db_session
 from api.schemas import ProblemSchema
@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     limits.init_app(app, settings)
     _register_blueprints(app)
     errors.register(app)
+    fhir.register_error_handlers(app)  # after errors.register: /fhir errors as OperationOutcome
     app.before_request(_require_json_body)
     return app
 
@@ -67,6 +68,7 @@ def _register_blueprints(app: Flask) -> None:
         api.register_blueprint(blueprint)
     app.register_blueprint(health.blp)
     app.register_blueprint(oauth.blp)
+    fhir.init_app(app)
 
 
 class EpuApi(Api):

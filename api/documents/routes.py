@@ -102,7 +102,7 @@ def ordonnance(query, code):
     birth_date = query.get("patient_birth_date")
     pdf = render_ordonnance_pdf(
         body,
-        patient_name=query.get("patient_name") or None,
+        patient_name=(query.get("patient_name") or "").strip() or None,
         patient_birth_date=birth_date.isoformat() if birth_date else None,
         issued_at=datetime.now(UTC),
     )
