@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 EPU_PORT ?= 8000
 EPU_WORKERS ?= 2
 EPU_THREADS ?= 4
+SOAK ?= 0
 
 .PHONY: run test lint format bench clean
 
@@ -25,7 +26,8 @@ run: $(VENV)/.installed
 	$(BIN)/epu catalogue load-bundled
 	exec $(BIN)/gunicorn --bind 127.0.0.1:$(EPU_PORT) --workers $(EPU_WORKERS) \
 		--worker-class gthread --threads $(EPU_THREADS) --no-control-socket \
-		--access-logfile - wsgi:app
+		--access-logfile - \
+		--access-logformat '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms' wsgi:app
 
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check .
@@ -38,6 +40,9 @@ lint: $(VENV)/.installed-test
 format: $(VENV)/.installed-test
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+bench: $(VENV)/.installed
+	SOAK=$(SOAK) $(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -29,4 +29,5 @@ def versions_in_if_match() -> set[int] | None:
     if request.if_match.star_tag:
         return None
     tags = request.if_match.as_set(include_weak=False)
-    return {int(tag[1:]) for tag in tags if tag[:1] == "v" and tag[1:].isdigit()}
+    numbers = (tag[1:] for tag in tags if tag and tag.startswith("v"))
+    return {int(number) for number in numbers if number.isascii() and number.isdigit()}

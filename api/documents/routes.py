@@ -6,6 +6,7 @@ from flask import Response, request
 from flask_smorest import Blueprint
 
 from api.auth import current_actor, require
+from api.docs import WITH_QUERY, refusals
 from api.documents.schemas import BINARY, OrdonnanceQuery, QrQuery
 from api.extensions import db_session
 from epu import prescriptions
@@ -47,7 +48,7 @@ RENDERERS = {"svg": (render_svg, "image/svg+xml"), "png": (render_png, "image/pn
     description="The QR code holding the 18-character code",
 )
 @blp.alt_response(304, description="Not modified: the image in If-None-Match is current")
-@blp.alt_response(404, description=NOT_FOUND)
+@refusals(blp, {404: NOT_FOUND}, WITH_QUERY)
 @require(PRESCRIBER, LAB)
 def qr_svg(query, code):
     """The prescription's QR code as SVG (immutable: cache it)"""
@@ -64,7 +65,7 @@ def qr_svg(query, code):
     description="The QR code holding the 18-character code",
 )
 @blp.alt_response(304, description="Not modified: the image in If-None-Match is current")
-@blp.alt_response(404, description=NOT_FOUND)
+@refusals(blp, {404: NOT_FOUND}, WITH_QUERY)
 @require(PRESCRIBER, LAB)
 def qr_png(query, code):
     """The prescription's QR code as PNG (immutable: cache it)"""
@@ -94,7 +95,7 @@ def _qr_image(code: str, scale: int, fmt: str) -> Response:
     },
     description="The A4 ordonnance (recorded as 'printed' in the history)",
 )
-@blp.alt_response(404, description=NOT_FOUND)
+@refusals(blp, {404: NOT_FOUND}, WITH_QUERY)
 @require(PRESCRIBER, LAB)
 def ordonnance(query, code):
     """The printable A4 ordonnance with its QR code; a patient name given is printed, not kept"""

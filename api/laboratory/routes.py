@@ -2,6 +2,7 @@ from flask_smorest import Blueprint
 
 from api.auth import current_actor, require
 from api.context import ins_key, versions_in_if_match, with_etag
+from api.docs import WITH_BODY, refusals
 from api.documents.uploads import json_or_image, scan_from_image, scan_request_body
 from api.extensions import db_session
 from api.laboratory.schemas import DoneIn, PatchIn, ScanIn
@@ -10,6 +11,8 @@ from api.prescriptions.schemas import PrescriptionOut
 from epu import laboratory
 from epu.actors import LAB
 from epu.errors import PrescriptionNotFound
+
+NOT_HELD = "Not held by this laboratory"
 
 blp = Blueprint(
     "laboratory",
@@ -30,17 +33,20 @@ IF_MATCH = {
 @blp.post("/scans")
 @blp.doc(requestBody=scan_request_body(ScanIn))
 @blp.response(200, PrescriptionOut, headers={"ETag": {"schema": {"type": "string"}}})
-@blp.alt_response(404, description="No such prescription")
-@blp.alt_response(409, description="Held by another laboratory, or completed")
-@blp.alt_response(410, description="Cancelled or expired")
-@blp.alt_response(413, description="Image over 5 MB or 40 million pixels")
-@blp.alt_response(415, description="Neither JSON nor a PNG or JPEG part 'image'")
-@blp.alt_response(
-    422,
-    description="Invalid code (check character) or patient mismatch; in an image: "
-    "no_code_found, several_codes or unreadable_image",
+@refusals(
+    blp,
+    {
+        404: "No such prescription",
+        409: "Held by another laboratory, or completed",
+        410: "Cancelled or expired",
+        413: "Body too large; image over 5 MB or 40 million pixels",
+        415: "Neither JSON nor a PNG or JPEG part 'image'",
+        422: "Invalid code (check character) or patient mismatch; in an image: "
+        "no_code_found, several_codes or unreadable_image",
+        429: "Too many requests, or too many unknown codes scanned",
+    },
+    WITH_BODY,
 )
-@blp.alt_response(429, description="Too many unknown codes scanned")
 @json_or_image(ScanIn)
 @require(LAB)
 def scan(data):
@@ -72,7 +78,7 @@ def take(code: str, patient_ins: str | None, objects_to_sharing: bool) -> dict:
 
 @blp.post("/prescriptions/<code>/release")
 @blp.response(200, PrescriptionOut)
-@blp.alt_response(404, description="Not held by this laboratory")
+@refusals(blp, {404: NOT_HELD})
 @require(LAB)
 def release(code):
     """Give the prescription back: any laboratory may take it again"""
@@ -82,10 +88,16 @@ def release(code):
 @blp.patch("/prescriptions/<code>")
 @blp.arguments(PatchIn)
 @blp.response(200, PrescriptionOut, headers={"ETag": {"schema": {"type": "string"}}})
-@blp.alt_response(404, description="Not held by this laboratory")
-@blp.alt_response(409, description="A changed line is no longer requested")
-@blp.alt_response(412, description="If-Match is not the current version")
-@blp.alt_response(428, description="If-Match is missing")
+@refusals(
+    blp,
+    {
+        404: NOT_HELD,
+        409: "A changed line is no longer requested",
+        412: "If-Match is not the current version",
+        428: "If-Match is missing",
+    },
+    WITH_BODY,
+)
 @blp.doc(parameters=[IF_MATCH])
 @require(LAB)
 def modify(data, code):
@@ -104,8 +116,7 @@ def modify(data, code):
 @blp.post("/prescriptions/<code>/done")
 @blp.arguments(DoneIn)
 @blp.response(200, PrescriptionOut, headers={"ETag": {"schema": {"type": "string"}}})
-@blp.alt_response(404, description="Not held by this laboratory")
-@blp.alt_response(409, description="A reported line is not requested")
+@refusals(blp, {404: NOT_HELD, 409: "A reported line is not requested"}, WITH_BODY)
 @require(LAB)
 def report(data, code):
     """Report exams done or not done; the last one ends this execution"""

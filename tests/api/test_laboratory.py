@@ -355,3 +355,10 @@ def test_if_match_uses_strong_comparison_and_accepts_a_star(http, lab, code):
         patch(http, lab, code, [{"op": "remove", "line_id": "L2", "reason": "r"}], "*").status_code
         == 200
     )
+
+
+@pytest.mark.parametrize("if_match", ['"', "W/", '"v²"', ",,", '"v1" junk'])
+def test_garbled_if_match_is_a_412_not_an_error(http, lab, code, if_match):
+    scan(http, lab, code)
+    change = [{"op": "remove", "line_id": "L3", "reason": "r"}]
+    assert patch(http, lab, code, change, if_match).status_code == 412

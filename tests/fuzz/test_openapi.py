@@ -2,6 +2,7 @@
 
 import pytest
 import schemathesis
+from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import (
     content_type_conformance,
     negative_data_rejection,
@@ -10,7 +11,6 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from hypothesis import HealthCheck, given, settings
 
 from tests.conftest import register
 
@@ -51,8 +51,12 @@ def role_for(operation) -> str:
 
 def fuzz(operation, headers) -> None:
     @given(case=operation.as_strategy())
-    @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None,
-              suppress_health_check=list(HealthCheck), database=None)
+    @settings(
+        max_examples=EXAMPLES_PER_OPERATION,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        database=None,
+    )
     def run(case):
         case.call_and_validate(headers=headers, checks=CHECKS)
 
