@@ -35,7 +35,8 @@ JSON of every resource used here is identical in FHIR 4.0.1, which is declared.
   `identifier=<system>|<value>` of the prescriber software, or the same identifier given as
   `Bundle.identifier` or `ServiceRequest.identifier`, makes the creation idempotent for ever for
   this client: a retry answers `200 OK` entries, another content under the same identifier
-  is refused (422, as a reused Idempotency-Key). That identifier is not given back on reads.
+  is refused (422, as a reused Idempotency-Key); with such an identifier an Idempotency-Key
+  header is not used. That identifier is not given back on reads nor searchable.
 * **Modifications** (adding, removing or replacing exams, cancelling) are done through the
   JSON API only. Laboratories use the Task operations `$take`, `$release` and `$complete`.
 * **Errors** are OperationOutcome resources with the matching HTTP status; `details` carries

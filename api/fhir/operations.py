@@ -19,6 +19,11 @@ from api.laboratory.schemas import DoneIn, ScanIn
 
 Place = Callable[[str], str]
 TAKE_PARAMETERS = ("code", "patient-ins", "patient-objects-to-sharing")
+TAKE_FIELDS = {  # the JSON API's field -> the parameter
+    "code": "code",
+    "patient_ins": "patient-ins",
+    "patient_objects_to_sharing": "patient-objects-to-sharing",
+}
 OUTCOMES = {"done": "done", "not-done": "not_done"}
 
 
@@ -45,11 +50,9 @@ def take(body: dict[str, Any] | None, code: str | None) -> tuple[dict[str, Any],
     if "patient-objects-to-sharing" in names:
         index = names["patient-objects-to-sharing"]
         raw["patient_objects_to_sharing"] = _value(parameters[index], index, "valueBoolean")
-    fields = {"code": "code", "patient_ins": "patient-ins"}
-    fields["patient_objects_to_sharing"] = "patient-objects-to-sharing"
 
     def place(path: str) -> str:
-        name = fields.get(path.split(".")[0])
+        name = TAKE_FIELDS.get(path.split(".")[0])
         return _at(names[name]) if name in names else "Parameters"
 
     return _load(ScanIn(), raw, place), place
