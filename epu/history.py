@@ -30,11 +30,11 @@ def history(*, session: Session, actor: Actor, code: str) -> dict[str, Any]:
         select(Event).where(Event.prescription_id == prescription.id).order_by(Event.id)
     )
     hidden = prescription.sharing_withheld and actor.is_prescriber
-    items = [_event(event) for event in events if not hidden or event.type in _STATUS_ONLY_EVENTS]
-    if hidden:
-        for item in items:
-            if item["actor"]["role"] == "lab":
-                item["actor"] = {"role": "lab", "identifier": None, "name": None}
+    items = [
+        _event(event, masked=_masked(event, actor, hidden))
+        for event in events
+        if not hidden or event.type in _STATUS_ONLY_EVENTS
+    ]
     session.rollback()
     return {"items": items}
 
@@ -57,14 +57,22 @@ def _may_read_history(session: Session, prescription: Prescription, actor: Actor
     )
 
 
-def _event(event: Event) -> dict[str, Any]:
+def _masked(event: Event, actor: Actor, execution_hidden: bool) -> bool:
+    """A laboratory is never named to another laboratory, nor to a prescriber it is hidden from."""
+    if event.actor_role != "lab":
+        return False
+    return execution_hidden or (actor.is_lab and event.actor_client_id != actor.client_pk)
+
+
+def _event(event: Event, *, masked: bool) -> dict[str, Any]:
     return {
+        "id": event.id,
         "at": event.at.isoformat().replace("+00:00", "Z"),
         "type": event.type,
         "actor": {
             "role": event.actor_role,
-            "identifier": event.actor_identifier,
-            "name": event.actor_name,
+            "identifier": None if masked else event.actor_identifier,
+            "name": None if masked else event.actor_name,
         },
         "detail": event.detail,
     }

@@ -137,7 +137,11 @@ def _end_hold(prescription: Prescription, *, forget_laboratory: bool) -> None:
 
 @writes
 def modify(
-    *, session: Session, actor: Actor, code: str, if_match: set[int] | None,
+    *,
+    session: Session,
+    actor: Actor,
+    code: str,
+    if_match: set[int] | None,
     changes: list[dict[str, Any]],
 ) -> dict[str, Any]:
     """The biologist adds, removes or replaces exams, each with a reason; all or nothing.

@@ -1,13 +1,12 @@
 """Prescriber-side use cases: create, read, poll, list, cancel. Each commits once."""
 
-import base64
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -23,6 +22,7 @@ from epu.errors import (
 )
 from epu.identifiers import ins_pseudonym, is_ins, is_rpps
 from epu.lines import check_line, context_with_labels, missing_context
+from epu.search import own_prescriptions
 from epu.statuses import ACTIVE, CANCELLED, EXPIRED, IN_PROGRESS, MAX_LINES, OPEN, REQUESTED
 from models import IdempotencyRecord, Line, Prescription
 from models.base import utcnow
@@ -116,7 +116,7 @@ def _validate(data: dict[str, Any], catalogue: catalogues.Catalogue) -> None:
     patient = data["patient"]
     if patient.get("ins") is not None and not is_ins(patient["ins"]):
         errors["patient.ins"] = "must be an INS of 15 characters with a valid key (97 - NIR mod 97)"
-    if patient["birth_date"] > date.today():
+    if patient["birth_date"] > utcnow().date():
         errors["patient.birth_date"] = "must not be in the future"
     lines = data["lines"]
     if not 1 <= len(lines) <= MAX_LINES:
@@ -363,18 +363,6 @@ def _row_visible(row, actor: Actor) -> bool:
     return row.lab_id == actor.client_pk
 
 
-def encode_cursor(updated_at: datetime, pk: int) -> str:
-    return base64.urlsafe_b64encode(f"{updated_at.isoformat()}|{pk}".encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, int]:
-    try:
-        moment, pk = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return datetime.fromisoformat(moment), int(pk)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ValidationFailed({"cursor": "not a cursor returned by this endpoint"}) from error
-
-
 def list_own(
     *,
     session: Session,
@@ -384,47 +372,16 @@ def list_own(
     limit: int = 50,
     cursor: str | None = None,
 ) -> dict[str, Any]:
-    """The prescriber's own prescriptions, oldest update first, with a keyset cursor."""
-    now = utcnow()
-    query = (
-        select(Prescription)
-        .where(Prescription.prescriber_id == actor.client_pk)
-        .options(selectinload(Prescription.lines))
-        .order_by(Prescription.updated_at, Prescription.id)
-        .limit(limit + 1)
+    """The prescriber's own prescriptions as status views, oldest update first, with a cursor."""
+    return own_prescriptions(
+        session=session,
+        actor=actor,
+        statuses={status} if status else None,
+        updated=[("ge", updated_since)] if updated_since else (),
+        limit=limit,
+        cursor=cursor,
+        view=views.status,
     )
-    if status == EXPIRED:
-        query = query.where(
-            or_(
-                Prescription.status == EXPIRED,
-                and_(Prescription.status == ACTIVE, Prescription.expires_at <= now),
-            )
-        )
-    elif status == ACTIVE:
-        query = query.where(Prescription.status == ACTIVE, Prescription.expires_at > now)
-    elif status:
-        query = query.where(Prescription.status == status)
-    if updated_since:
-        query = query.where(Prescription.updated_at >= updated_since)
-    if cursor:
-        moment, pk = decode_cursor(cursor)
-        query = query.where(
-            or_(
-                Prescription.updated_at > moment,
-                and_(Prescription.updated_at == moment, Prescription.id > pk),
-            )
-        )
-    rows = list(session.scalars(query))
-    page = rows[:limit]
-    items = []
-    for prescription in page:
-        item = views.status(prescription, actor)
-        if prescription.status == ACTIVE and prescription.expires_at <= now:
-            item["status"] = EXPIRED
-        items.append(item)
-    next_cursor = encode_cursor(page[-1].updated_at, page[-1].id) if len(rows) > limit else None
-    session.rollback()
-    return {"items": items, "next_cursor": next_cursor}
 
 
 # ---- cancelling -----------------------------------------------------------------------------

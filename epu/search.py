@@ -1,11 +1,11 @@
-"""Searching a prescriber's own prescriptions with full views (protocol-agnostic).
+"""Searching a prescriber's own prescriptions, page by page (protocol-agnostic).
 
-`prescriptions.list_own` answers status views; this answers the full views of one page, for
-interfaces that list whole prescriptions. Like `list_own` it records no read event (the caller
-is the author) and shows an active prescription past its validity as expired without writing.
+No read event is recorded (the caller is the author), and an active prescription past its
+validity shows as expired without a write.
 """
 
-from collections.abc import Collection, Iterable
+import base64
+from collections.abc import Callable, Collection, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -14,12 +14,24 @@ from sqlalchemy.orm import Session, selectinload
 
 from epu import views
 from epu.actors import Actor
-from epu.prescriptions import decode_cursor, encode_cursor
+from epu.errors import ValidationFailed
 from epu.statuses import ACTIVE, EXPIRED
 from models import Prescription
 from models.base import utcnow
 
 COMPARISONS = ("gt", "ge", "lt", "le")
+
+
+def encode_cursor(updated_at: datetime, pk: int) -> str:
+    return base64.urlsafe_b64encode(f"{updated_at.isoformat()}|{pk}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        moment, pk = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        return datetime.fromisoformat(moment), int(pk)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValidationFailed({"cursor": "not a cursor returned by this endpoint"}) from error
 
 
 def own_prescriptions(
@@ -30,8 +42,9 @@ def own_prescriptions(
     updated: Iterable[tuple[str, datetime]] = (),
     limit: int = 50,
     cursor: str | None = None,
+    view: Callable[[Prescription, Actor], dict[str, Any]] = views.full,
 ) -> dict[str, Any]:
-    """The caller's prescriptions as full views, oldest update first, with a keyset cursor.
+    """The caller's prescriptions as views, oldest update first, with a keyset cursor.
 
     `statuses`: prescription statuses to keep (None: all); `updated`: comparisons of the last
     update with a moment, each ("gt" | "ge" | "lt" | "le", aware datetime), all to hold.
@@ -60,7 +73,7 @@ def own_prescriptions(
     page = rows[:limit]
     items = []
     for prescription in page:
-        item = views.full(prescription, actor)
+        item = view(prescription, actor)
         if prescription.status == ACTIVE and prescription.expires_at <= now:
             item["status"] = EXPIRED
         items.append(item)

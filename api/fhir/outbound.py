@@ -4,7 +4,6 @@ Built only from epu.views' dicts, so what a party may see (execution withheld fr
 prescriber, laboratory lines hidden) is decided in exactly one place for both APIs.
 """
 
-import hashlib
 import json
 from datetime import date
 from typing import Any
@@ -286,10 +285,7 @@ def audit_events(code: str, events: list[dict[str, Any]]) -> list[AuditEvent]:
 
 
 def audit_event_id(code: str, event: dict[str, Any]) -> str:
-    """The same id for every viewer (the history has no event ids and a prescriber may see
-    fewer events than a laboratory): a digest of what the event is, not of its position."""
-    what = json.dumps([event["at"], event["type"], event["detail"]], sort_keys=True)
-    return f"{code}-{hashlib.sha256(what.encode()).hexdigest()[:16]}"
+    return f"{code}-{event['id']}"
 
 
 def _audit_event(code: str, event: dict[str, Any]) -> AuditEvent:

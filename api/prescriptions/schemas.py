@@ -265,6 +265,7 @@ class ActorOut(Schema):
 
 
 class EventOut(Schema):
+    id = fields.Integer()
     at = fields.String(metadata={"format": "date-time"})
     type = fields.String()
     actor = fields.Nested(ActorOut)

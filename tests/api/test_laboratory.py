@@ -362,3 +362,16 @@ def test_garbled_if_match_is_a_412_not_an_error(http, lab, code, if_match):
     scan(http, lab, code)
     change = [{"op": "remove", "line_id": "L3", "reason": "r"}]
     assert patch(http, lab, code, change, if_match).status_code == 412
+
+
+def test_a_laboratory_that_held_it_never_learns_which_laboratory_took_it_next(
+    http, lab, other_lab, code
+):
+    scan(http, lab, code)
+    http.post(f"/api/v1/prescriptions/{code}/release", headers=lab.headers)
+    scan(http, other_lab, code)
+    history = http.get(f"/api/v1/prescriptions/{code}/history", headers=lab.headers)
+    assert history.status_code == 200
+    text = history.get_data(as_text=True)
+    assert "750000010" not in text and "Marais" not in text
+    assert "130000029" in text
