@@ -6,7 +6,7 @@ import time
 from flask import Flask, current_app
 from limits import parse
 from limits.storage import storage_from_string
-from limits.strategies import MovingWindowRateLimiter
+from limits.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 
 from api.errors import Problem
 from epu.actors import Actor
@@ -18,35 +18,44 @@ FAILED_SCAN_WINDOW = "10 minutes"
 class Limits:
     def __init__(self, settings: Settings):
         storage = storage_from_string(settings.redis_url or "memory://")
+        # The failed-scan pause must be exact (a moving window); the general request limit is
+        # counted on every request, so it takes the O(1) fixed window.
         self._limiter = MovingWindowRateLimiter(storage)
+        self._request_limiter = FixedWindowRateLimiter(storage)
         self._requests = parse(settings.rate_limit)
         self._failed_scans = parse(f"{settings.failed_scan_limit}/{FAILED_SCAN_WINDOW}")
 
-    def _refuse(self, item, key: str, detail: str) -> Problem:
-        reset = self._limiter.get_window_stats(item, key).reset_time
+    @staticmethod
+    def _refuse(limiter, item, identifiers: tuple[str, str], detail: str) -> Problem:
+        reset = limiter.get_window_stats(item, *identifiers).reset_time
         retry_after = max(1, math.ceil(reset - time.time()))
         return Problem(429, detail, headers={"Retry-After": str(retry_after)})
 
     def count_request(self, actor: Actor) -> None:
-        if not self._limiter.hit(self._requests, "requests", str(actor.client_pk)):
+        identifiers = ("requests", str(actor.client_pk))
+        if not self._request_limiter.hit(self._requests, *identifiers):
             raise self._refuse(
+                self._request_limiter,
                 self._requests,
-                str(actor.client_pk),
+                identifiers,
                 "Too many requests from this client; slow down.",
             )
 
     def check_scans_allowed(self, actor: Actor) -> None:
-        if not self._limiter.test(self._failed_scans, "failed-scans", str(actor.client_pk)):
+        identifiers = ("failed-scans", str(actor.client_pk))
+        if not self._limiter.test(self._failed_scans, *identifiers):
             raise self._refuse(
+                self._limiter,
                 self._failed_scans,
-                str(actor.client_pk),
+                identifiers,
                 "Too many scans of unknown codes from this laboratory; scanning is paused.",
             )
 
     def count_failed_scan(self, actor: Actor) -> bool:
         """Count a scan of an unknown code; True when this one exhausts the allowance."""
-        self._limiter.hit(self._failed_scans, "failed-scans", str(actor.client_pk))
-        return not self._limiter.test(self._failed_scans, "failed-scans", str(actor.client_pk))
+        identifiers = ("failed-scans", str(actor.client_pk))
+        self._limiter.hit(self._failed_scans, *identifiers)
+        return not self._limiter.test(self._failed_scans, *identifiers)
 
 
 def init_app(app: Flask, settings: Settings) -> None:

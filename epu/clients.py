@@ -61,10 +61,12 @@ def authenticate(*, session: Session, client_id: str, secret: str) -> Client | N
 
 def active_actor(*, session: Session, client_id: str) -> Actor | None:
     """The caller behind a token, or None once its client is revoked."""
-    client = session.scalar(select(Client).where(Client.client_id == client_id))
-    if client is None or client.revoked_at is not None:
-        return None
-    return Actor(client.id, client.role, client.identifier, client.name)
+    row = session.execute(
+        select(Client.id, Client.role, Client.identifier, Client.name).where(
+            Client.client_id == client_id, Client.revoked_at.is_(None)
+        )
+    ).one_or_none()
+    return Actor(*row) if row else None
 
 
 def list_clients(*, session: Session) -> list[Client]:

@@ -75,3 +75,4 @@ def test_general_request_limit(redis_url):
     with pytest.raises(Exception) as refused:
         limits.count_request(actor)
     assert refused.value.status == 429
+    assert 1 <= int(refused.value.headers["Retry-After"]) <= 60
