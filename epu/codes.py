@@ -45,13 +45,19 @@ def _weights() -> list[int]:
 
 
 _WEIGHTS = _weights()
+# weighted[symbol][position]: the product, looked up rather than computed on every read
+_WEIGHTED = {
+    symbol: [_gf_mul(value, weight) for weight in _WEIGHTS] for symbol, value in _VALUE.items()
+}
 
 
 def check_character(data: str) -> str:
     """The check character for 17 data symbols."""
+    if len(data) != DATA_LENGTH:
+        raise ValueError(f"a code has {DATA_LENGTH} data symbols")
     total = 0
-    for symbol, weight in zip(data, _WEIGHTS, strict=True):
-        total ^= _gf_mul(_VALUE[symbol], weight)
+    for position, symbol in enumerate(data):
+        total ^= _WEIGHTED[symbol][position]
     return ALPHABET[total]
 
 
