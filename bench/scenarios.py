@@ -1,0 +1,265 @@
+"""The measured scenarios, the parties that run them and the prescriptions they work on."""
+
+import base64
+import itertools
+import random
+import re
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from bench import bodies
+from bench.client import Response, call, json_bytes, request_bytes
+from bench.database import Account
+from bench.load import Call, CallSource
+
+CODE = re.compile(rb'"code":\s*"([0-9A-Z]{18})"')  # the first one is the prescription's
+FHIR_JSON = "application/fhir+json"
+BODY_POOL = 512
+READ_CODES_PER_PRESCRIBER = 8
+OK = frozenset({200})
+CREATED = frozenset({201})
+FHIR_CREATED = frozenset({200, 201})
+NOT_MODIFIED = frozenset({304})
+
+
+@dataclass(frozen=True)
+class Party:
+    account: Account
+    token: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def get_token(port: int, account: Account) -> str:
+    basic = base64.b64encode(f"{account.client_id}:{account.secret}".encode()).decode()
+    response = call(
+        port,
+        "POST",
+        "/oauth/token",
+        headers={"Authorization": f"Basic {basic}"},
+        body=b"grant_type=client_credentials",
+        content_type="application/x-www-form-urlencoded",
+    )
+    if response.status != 200:
+        raise RuntimeError(f"token refused ({response.status}): {response.body[:300]!r}")
+    return response.json()["access_token"]
+
+
+@dataclass
+class World:
+    """Everything the scenarios share: the server's port, the parties and the code pools."""
+
+    port: int
+    prescribers: list[Party]
+    labs: list[Party]
+    read_codes: list[list[str]] = field(default_factory=list)  # per prescriber, never scanned
+    scan_codes: deque[str] = field(default_factory=deque)  # active, each scanned once
+    json_bodies: list[bytes] = field(default_factory=list)
+    fhir_bodies: list[bytes] = field(default_factory=list)
+
+    @classmethod
+    def make(cls, port: int, prescribers: list[Party], labs: list[Party], seed: int = 7):
+        rng = random.Random(seed)
+        patients = [bodies.random_ins(rng) for _ in range(BODY_POOL)]
+        return cls(
+            port,
+            prescribers,
+            labs,
+            read_codes=[[] for _ in prescribers],
+            json_bodies=[json_bytes(bodies.prescription(ins)) for ins in patients],
+            fhir_bodies=[json_bytes(bodies.fhir_transaction(ins)) for ins in patients],
+        )
+
+    def prescriber(self, thread: int) -> Party:
+        return self.prescribers[thread % len(self.prescribers)]
+
+    def lab(self, thread: int) -> Party:
+        return self.labs[thread % len(self.labs)]
+
+    def request(self, method: str, path: str, party: Party | None = None, **options) -> bytes:
+        headers = {**(party.auth if party else {}), **options.pop("headers", {})}
+        return request_bytes(method, path, port=self.port, headers=headers, **options)
+
+
+def code_of(response: Response) -> str | None:
+    match = CODE.search(response.body)
+    return match[1].decode() if match else None
+
+
+# ---- call sources: thread index -> its calls ------------------------------------------------
+
+
+def creates(world: World, keep: Callable[[int, str], None] | None = None) -> CallSource:
+    """POST /api/v1/prescriptions, 8 lines, a random patient each time."""
+    keep = keep or (lambda _prescriber, code: world.scan_codes.append(code))
+
+    def source(thread: int) -> Iterator[Call]:
+        party = world.prescriber(thread)
+        index = thread % len(world.prescribers)
+
+        def after(response: Response) -> None:
+            if code := code_of(response):
+                keep(index, code)
+
+        offset = thread * 17
+        for number in itertools.count():
+            body = world.json_bodies[(offset + number) % len(world.json_bodies)]
+            payload = world.request("POST", "/api/v1/prescriptions", party, body=body)
+            yield Call(payload, CREATED, "create", after)
+
+    return source
+
+
+def fhir_creates(world: World) -> CallSource:
+    """POST /fhir, a transaction Bundle of the same 8 lines as ServiceRequests."""
+
+    def source(thread: int) -> Iterator[Call]:
+        party = world.prescriber(thread)
+        offset = thread * 17
+        for number in itertools.count():
+            body = world.fhir_bodies[(offset + number) % len(world.fhir_bodies)]
+            headers = {"Accept": FHIR_JSON}
+            payload = world.request(
+                "POST", "/fhir", party, headers=headers, body=body, content_type=FHIR_JSON
+            )
+            yield Call(payload, FHIR_CREATED, "fhir_create")
+
+    return source
+
+
+def scans(world: World, keep: Callable[[int, Response], None] | None = None) -> CallSource:
+    """POST /api/v1/scans: a laboratory takes an active code, a distinct one each time."""
+
+    def source(thread: int) -> Iterator[Call]:
+        party = world.lab(thread)
+        index = thread % len(world.labs)
+        after = (lambda response: keep(index, response)) if keep else None
+        while True:
+            try:
+                code = world.scan_codes.popleft()
+            except IndexError:
+                return
+            body = json_bytes({"code": code})
+            yield Call(world.request("POST", "/api/v1/scans", party, body=body), OK, "scan", after)
+
+    return source
+
+
+def _cycle_own_codes(world: World, thread: int) -> tuple[Party, Iterator[str]]:
+    codes = world.read_codes[thread % len(world.prescribers)]
+    start = thread // len(world.prescribers)
+    return world.prescriber(thread), itertools.islice(itertools.cycle(codes), start, None)
+
+
+def status_polls(world: World, *, not_modified: bool) -> CallSource:
+    """GET .../status, with the current ETag (304) or without (200)."""
+    headers = {"If-None-Match": '"v1"'} if not_modified else {}
+    expected, kind = (NOT_MODIFIED, "status_304") if not_modified else (OK, "status_200")
+
+    def source(thread: int) -> Iterator[Call]:
+        party, codes = _cycle_own_codes(world, thread)
+        for code in codes:
+            path = f"/api/v1/prescriptions/{code}/status"
+            yield Call(world.request("GET", path, party, headers=headers), expected, kind)
+
+    return source
+
+
+def reads(world: World) -> CallSource:
+    """GET /api/v1/prescriptions/{code}: the full prescription (an audited read)."""
+
+    def source(thread: int) -> Iterator[Call]:
+        party, codes = _cycle_own_codes(world, thread)
+        for code in codes:
+            yield Call(world.request("GET", f"/api/v1/prescriptions/{code}", party), OK, "read")
+
+    return source
+
+
+def qr_pngs(world: World) -> CallSource:
+    """GET .../qr.png of the prescriber's own codes: rendered once, then from the cache."""
+
+    def source(thread: int) -> Iterator[Call]:
+        party, codes = _cycle_own_codes(world, thread)
+        for code in codes:
+            path = f"/api/v1/prescriptions/{code}/qr.png"
+            yield Call(world.request("GET", path, party), OK, "qr_png")
+
+    return source
+
+
+def catalogue_searches(world: World) -> CallSource:
+    def source(thread: int) -> Iterator[Call]:
+        party = world.prescriber(thread) if thread % 2 == 0 else world.lab(thread)
+        payload = world.request("GET", "/api/v1/catalogue?q=nfs", party)
+        while True:
+            yield Call(payload, OK, "catalogue")
+
+    return source
+
+
+def health_checks(world: World) -> CallSource:
+    """GET /healthz: nearly nothing on the server, so it shows the load generator's ceiling."""
+
+    def source(thread: int) -> Iterator[Call]:
+        payload = world.request("GET", "/healthz")
+        while True:
+            yield Call(payload, OK, "healthz")
+
+    return source
+
+
+def baseline_inserts(port: int) -> CallSource:
+    def source(thread: int) -> Iterator[Call]:
+        payload = request_bytes("POST", "/insert", port=port, body=b"")
+        while True:
+            yield Call(payload, CREATED, "insert")
+
+    return source
+
+
+def baseline_selects(port: int, rows: int) -> CallSource:
+    def source(thread: int) -> Iterator[Call]:
+        rng = random.Random(thread)
+        while True:
+            path = f"/select/{rng.randint(1, rows)}"
+            yield Call(request_bytes("GET", path, port=port), OK, "select")
+
+    return source
+
+
+# ---- the catalogue of scenarios -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    baseline: str | None  # "insert" or "select": what its throughput is a ratio of
+    source: Callable[[World], CallSource]
+    target_ratio: float | None = None
+    consumes_codes: bool = False
+
+
+SCENARIOS = [
+    Scenario("create", "1. create, 8 lines (JSON API)", "insert", creates, 0.40),
+    Scenario("fhir_create", "2. create, FHIR transaction", "insert", fhir_creates, 0.40),
+    Scenario("scan", "3. scan (take) by code", "select", scans, 0.50, consumes_codes=True),
+    Scenario(
+        "status_304",
+        "4. status poll, 304",
+        "select",
+        lambda world: status_polls(world, not_modified=True),
+        0.80,
+    ),
+    Scenario(
+        "status_200", "5. status poll, 200", "select", lambda w: status_polls(w, not_modified=False)
+    ),
+    Scenario("read", "6. full read", "select", reads),
+    Scenario("qr_png", "7. QR PNG (cached)", "select", qr_pngs),
+    Scenario("catalogue", "8. catalogue search q=nfs", "select", catalogue_searches),
+]
+HEALTHZ = Scenario("healthz", "0. GET /healthz (generator check)", None, health_checks)

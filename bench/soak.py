@@ -1,0 +1,254 @@
+"""Soak mode (SOAK=seconds): a realistic mix at 80% of its measured maximum, for a long time.
+
+Per 100 requests: 10 creates, 10 scans, 8 laboratory changes (4 modifications, 4 done marks),
+60 status polls (45 answered 304, 15 answered 200) and 12 full reads. Reported: unexpected
+answers (no 5xx allowed), p99 of the first and of the last window (a minute), and the workers'
+memory (RSS) from start to end.
+"""
+
+import itertools
+import json
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import bodies, load, prepare, scenarios, server
+from bench.client import Response, json_bytes
+from bench.console import log
+from bench.database import Account, Database
+from bench.load import Bounds, Call, Measurement
+from bench.scenarios import OK, World
+from bench.server import GunicornSettings, Server
+
+MIX = {"create": 10, "scan": 10, "modify": 4, "done": 4, "status_304": 45, "status_200": 15}
+MIX["read"] = 100 - sum(MIX.values())  # 12
+CONCURRENCY = 32
+LOAD_SHARE = 0.80
+MAX_PROBE_SECONDS = 15
+SCAN_BUFFER = 2000  # codes waiting for a scan before the soak starts
+MEMORY_EVERY_S = 10
+MAX_WINDOW_S = 60
+
+
+@dataclass
+class Held:
+    """A prescription a laboratory holds: what it needs to change it or report it done."""
+
+    code: str
+    version: int
+    lines: list[dict]
+
+
+@dataclass
+class Mix:
+    """The soak's call source: each thread cycles through a shuffled list of 100 kinds."""
+
+    world: World
+    held: list[deque] = field(default_factory=list)  # per laboratory
+    substituted: int = 0  # a change or scan with nothing to work on: a poll instead
+
+    def __post_init__(self) -> None:
+        self.held = [deque() for _ in self.world.labs]
+
+    def source(self, thread: int) -> Iterator[Call]:
+        kinds = [kind for kind, count in MIX.items() for _ in range(count)]
+        random.Random(thread).shuffle(kinds)
+        creates = scenarios.creates(self.world)(thread)
+        polls = scenarios.status_polls(self.world, not_modified=True)(thread)
+        fresh_polls = scenarios.status_polls(self.world, not_modified=False)(thread)
+        reads = scenarios.reads(self.world)(thread)
+        simple = {"create": creates, "status_304": polls, "status_200": fresh_polls, "read": reads}
+        for kind in itertools.cycle(kinds):
+            if kind in simple:
+                yield next(simple[kind])
+            else:
+                yield self._lab_call(kind, thread) or next(polls)
+
+    def _lab_call(self, kind: str, thread: int) -> Call | None:
+        lab_index = thread % len(self.world.labs)
+        lab, held = self.world.labs[lab_index], self.held[lab_index]
+        if kind == "scan":
+            return self._scan(lab, held)
+        try:
+            item = held.popleft()
+        except IndexError:
+            self.substituted += 1
+            return None
+        if kind == "modify":
+            payload = self.world.request(
+                "PATCH",
+                f"/api/v1/prescriptions/{item.code}",
+                lab,
+                headers={"If-Match": f'"v{item.version}"'},
+                body=json_bytes(bodies.ADD_ONE_LINE),
+            )
+            return Call(payload, OK, "modify", lambda response: _keep(held, response))
+        payload = self.world.request(
+            "POST",
+            f"/api/v1/prescriptions/{item.code}/done",
+            lab,
+            body=json_bytes(bodies.done_all(item.lines)),
+        )
+        return Call(payload, OK, "done")
+
+    def _scan(self, lab, held: deque) -> Call | None:
+        try:
+            code = self.world.scan_codes.popleft()
+        except IndexError:
+            self.substituted += 1
+            return None
+        payload = self.world.request("POST", "/api/v1/scans", lab, body=json_bytes({"code": code}))
+        return Call(payload, OK, "scan", lambda response: _keep(held, response))
+
+
+def _keep(held: deque, response: Response) -> None:
+    body = response.json()
+    held.append(Held(body["code"], body["version"], body["lines"]))
+
+
+# ---- memory ---------------------------------------------------------------------------------
+
+
+class MemoryWatch:
+    """RSS of every worker, every few seconds, in a thread of its own."""
+
+    def __init__(self, gunicorn: Server, seconds: float):
+        self.gunicorn, self.seconds = gunicorn, seconds
+        self.samples: list[tuple[float, dict[int, float]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def sample(self) -> None:
+        pids = self.gunicorn.worker_pids()
+        self.samples.append((time.monotonic(), {pid: server.rss_mib(pid) or 0.0 for pid in pids}))
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.seconds + 120
+        while not self._stop.wait(MEMORY_EVERY_S) and time.monotonic() < deadline:
+            self.sample()
+
+    def __enter__(self) -> "MemoryWatch":
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._stop.set()
+        self._thread.join(MEMORY_EVERY_S + 5)
+        self.sample()
+
+
+# ---- analysis -------------------------------------------------------------------------------
+
+
+def window_p99(result: Measurement, start: float, end: float) -> tuple[float, int]:
+    values = sorted(
+        latency
+        for sample in result.samples
+        for offset, latency in sample.timeline
+        if start <= offset < end
+    )
+    return load.percentile(values, 0.99), len(values)
+
+
+def memory_lines(watch: MemoryWatch) -> list[str]:
+    (t0, first), (t1, last) = watch.samples[0], watch.samples[-1]
+    middle = watch.samples[len(watch.samples) // 2][1]
+    lines = []
+    for pid in sorted(first):
+        if pid not in last:
+            lines.append(f"- worker {pid}: {first[pid]:.1f} MiB at start, gone (restarted!)")
+            continue
+        lines.append(
+            f"- worker {pid}: {first[pid]:.1f} → {last[pid]:.1f} MiB "
+            f"({last[pid] - first[pid]:+.1f} MiB over {t1 - t0:.0f} s; "
+            f"{last[pid] - middle.get(pid, last[pid]):+.1f} MiB in the second half)"
+        )
+    lines += [f"- worker {pid}: new during the soak (a restart)" for pid in set(last) - set(first)]
+    return lines
+
+
+def summary(result: Measurement, seconds: float, watch: MemoryWatch, rate: float, mix: Mix):
+    window = min(MAX_WINDOW_S, seconds / 4)
+    first_p99, first_n = window_p99(result, 0, window)
+    last_p99, last_n = window_p99(result, result.elapsed_s - window, result.elapsed_s + 1)
+    unexpected = result.unexpected()
+    server_errors = sum(n for (_kind, status), n in unexpected.items() if status >= 500)
+    failures = sum(n for (_kind, status), n in unexpected.items() if status == 0)
+    by_kind = {}
+    for sample in result.samples:
+        for kind, values in sample.by_kind.items():
+            by_kind.setdefault(kind, []).extend(values)
+    kinds = ", ".join(
+        f"{kind} {len(values)} (p99 {load.percentile(sorted(values), 0.99):.1f} ms)"
+        for kind, values in sorted(by_kind.items())
+    )
+    lag = max(sample.max_lag_ms for sample in result.samples)
+    drift = last_p99 - first_p99
+    lines = [
+        f"## Soak: {seconds:.0f} s at {rate:.1f} req/s (80% of the mix's maximum), c={CONCURRENCY}",
+        "",
+        f"- requests: {result.requests} in {result.elapsed_s:.0f} s "
+        f"({result.throughput:.1f} req/s); by kind: {kinds}",
+        f"- unexpected answers: {sum(unexpected.values())} "
+        f"({dict((f'{k} {s}', n) for (k, s), n in unexpected.items())}); "
+        f"**5xx: {server_errors}**{' (must be 0)' if server_errors else ''}; "
+        f"connection failures: {failures}",
+        f"- p99 first {window:.0f} s: {first_p99:.1f} ms ({first_n} requests); "
+        f"last {window:.0f} s: {last_p99:.1f} ms ({last_n} requests); "
+        f"drift {drift:+.1f} ms ({drift / first_p99:+.0%})"
+        if first_p99
+        else "- p99: no requests in the first window",
+        f"- generator: largest lag behind schedule {lag:.0f} ms; "
+        f"{mix.substituted} scans or changes had nothing to work on and polled instead",
+        "- workers' memory (RSS):",
+        *memory_lines(watch),
+    ]
+    return "\n".join(lines)
+
+
+# ---- the soak -------------------------------------------------------------------------------
+
+
+def run(
+    seconds: int,
+    settings: GunicornSettings,
+    db: Database,
+    env: dict[str, str],
+    accounts: tuple[list[Account], list[Account]],
+    out: Path,
+) -> str:
+    gunicorn = server.start("wsgi:app", settings, env, out, "soak")
+    try:
+        world = prepare.make_world(gunicorn, *accounts)
+        prepare.fill_read_codes(world)
+        prepare.top_up_scan_codes(world, db, SCAN_BUFFER)
+        mix = Mix(world)
+        probe = load.run(
+            gunicorn.port,
+            mix.source,
+            CONCURRENCY,
+            Bounds(seconds=min(MAX_PROBE_SECONDS, max(5.0, seconds / 10)), max_requests=50_000),
+        )
+        rate = LOAD_SHARE * probe.throughput
+        log(f"soak: the mix's maximum is {probe.throughput:.1f} req/s; {seconds} s at {rate:.1f}")
+        prepare.top_up_scan_codes(world, db, SCAN_BUFFER)
+        bounds = Bounds(
+            seconds=seconds,
+            max_requests=int(rate * seconds * 1.2) + 1000,
+            rate_per_s=rate,
+            keep_timeline=True,
+        )
+        with MemoryWatch(gunicorn, seconds) as watch:
+            result = load.run(gunicorn.port, mix.source, CONCURRENCY, bounds)
+        text = summary(result, seconds, watch, rate, mix)
+        (out / "soak.json").write_text(
+            json.dumps({"rate": rate, "memory": watch.samples, "text": text}, indent=1)
+        )
+        return text
+    finally:
+        gunicorn.stop()
