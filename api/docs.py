@@ -30,10 +30,14 @@ def refusals(blp: Blueprint, statuses: dict[int, str], *groups: dict[int, str]) 
     documented.update(statuses)
 
     def decorate(view: Callable) -> Callable:
+        # flask-smorest wraps the view once per alt_response only to carry the doc: keep the
+        # doc, drop the wrappers, which would otherwise run on every request.
+        carrier = view
         for status, description in sorted(documented.items()):
-            view = blp.alt_response(
+            carrier = blp.alt_response(
                 status, schema=ProblemSchema, content_type=PROBLEM, description=description
-            )(view)
+            )(carrier)
+        view._apidoc = carrier._apidoc
         return view
 
     return decorate
