@@ -425,6 +425,7 @@ def owned_code(*, session: Session, actor: Actor, code: str) -> str:
     return normalised
 
 
+@writes
 def for_document(*, session: Session, actor: Actor, code: str) -> dict[str, Any]:
     """The full prescription for its printable ordonnance (owner prescriber only); recorded as
     'printed' in the audit trail, without changing its version."""
