@@ -1,6 +1,6 @@
 """Per-app values the handlers need: settings and keys derived from them."""
 
-from flask import current_app, request
+from flask import Response, current_app, request
 
 from api.errors import Problem
 from epu.settings import Settings
@@ -18,8 +18,13 @@ def etag_of(body: dict) -> str:
     return f'"v{body["version"]}"'
 
 
-def with_etag(body: dict, status: int = 200, **headers: str):
-    return body, status, {"ETag": etag_of(body), "Cache-Control": "no-cache", **headers}
+def with_etag(body: dict, status: int = 200, **headers: str) -> Response:
+    """The JSON answer with its ETag. The use cases already return the documented shape, so
+    it is encoded once here rather than dumped again through the response schema."""
+    response = current_app.json.response(body)
+    response.status_code = status
+    response.headers.update({"ETag": etag_of(body), "Cache-Control": "no-cache", **headers})
+    return response
 
 
 def versions_in_if_match() -> set[int] | None:

@@ -2,6 +2,7 @@
 
 import json
 import threading
+import time
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,15 +112,30 @@ class Catalogue:
 
 _cache: dict[str, Catalogue] = {}
 _cache_lock = threading.Lock()
+# A new version is an operator's import: other processes may see it a few seconds late, and
+# the process that imports sees it at once.
+VERSION_TTL_SECONDS = 5.0
+_versions: dict[str, tuple[int | None, float]] = {}
 
 
-def current_version_id(session: Session) -> int | None:
-    return session.scalar(select(func.max(CatalogueVersion.id)))
+def current_version_id(session: Session, *, fresh: bool = False) -> int | None:
+    key = str(session.get_bind().url)
+    cached = _versions.get(key)
+    if (
+        not fresh
+        and cached
+        and cached[0] is not None
+        and time.monotonic() - cached[1] < VERSION_TTL_SECONDS
+    ):
+        return cached[0]
+    version_id = session.scalar(select(func.max(CatalogueVersion.id)))
+    _versions[key] = (version_id, time.monotonic())
+    return version_id
 
 
-def current(session: Session) -> Catalogue:
+def current(session: Session, *, fresh: bool = False) -> Catalogue:
     """The current catalogue version, read from the database once per version and process."""
-    version_id = current_version_id(session)
+    version_id = current_version_id(session, fresh=fresh)
     key = f"{session.get_bind().url}#{version_id}"
     cached = _cache.get(key)
     if cached is None:
@@ -166,13 +182,14 @@ def import_entries(*, session: Session, entries: list[dict[str, Any]], source: s
         for entry in entries
     )
     session.commit()
+    _versions.pop(str(session.get_bind().url), None)
     return version.id
 
 
 @writes
 def load_bundled_if_empty(*, session: Session) -> int | None:
     """Load the starter catalogue shipped with EPU when the database has none yet."""
-    if current_version_id(session) is not None:
+    if current_version_id(session, fresh=True) is not None:
         session.rollback()
         return None
     entries = json.loads(BUNDLED.read_text(encoding="utf-8"))

@@ -4,7 +4,7 @@ import hashlib
 import hmac
 import secrets
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from epu.actors import LAB, PRESCRIBER, Actor
@@ -13,6 +13,12 @@ from epu.identifiers import is_finess, is_rpps
 from models import Client
 from models.base import utcnow
 from models.db import writes
+
+# Checked on every request: a plain statement, compiled once, skips the ORM's per-call work.
+_ACTIVE_CLIENT = text(
+    "SELECT id, role, identifier, name FROM clients"
+    " WHERE client_id = :client_id AND revoked_at IS NULL"
+)
 
 
 def hash_secret(secret: str) -> str:
@@ -61,11 +67,7 @@ def authenticate(*, session: Session, client_id: str, secret: str) -> Client | N
 
 def active_actor(*, session: Session, client_id: str) -> Actor | None:
     """The caller behind a token, or None once its client is revoked."""
-    row = session.execute(
-        select(Client.id, Client.role, Client.identifier, Client.name).where(
-            Client.client_id == client_id, Client.revoked_at.is_(None)
-        )
-    ).one_or_none()
+    row = session.connection().execute(_ACTIVE_CLIENT, {"client_id": client_id}).one_or_none()
     return Actor(*row) if row else None
 
 

@@ -151,12 +151,12 @@ def test_db_upgrade_is_idempotent(epu, server):
 
 def current_version(session_factory) -> int | None:
     with session_factory() as session:
-        return catalogue.current_version_id(session)
+        return catalogue.current_version_id(session, fresh=True)
 
 
 def current_entries(session_factory) -> dict[str, dict]:
     with session_factory() as session:
-        entries = catalogue.current(session).entries
+        entries = catalogue.current(session, fresh=True).entries
         session.rollback()
     return {loinc: entry.as_dict() for loinc, entry in entries.items()}
 
