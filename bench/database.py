@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 from epu import clients, codes
-from epu.actors import LAB, PRESCRIBER
+from epu.actors import PRESCRIBER
 from models import Line, Prescription
 from models.db import make_engine, make_session_factory
 
@@ -44,7 +44,7 @@ def _admin(server: str):
 
 def create(server: str = DEFAULT_SERVER) -> Database:
     if "127.0.0.1" not in server and "localhost" not in server:
-        raise SystemExit("the benchmark runs on loopback only: EPU bench server must be 127.0.0.1")
+        raise SystemExit("loopback only: BENCH_POSTGRES must point to 127.0.0.1")
     database = Database(server, f"epu_bench_{secrets.token_hex(4)}")
     admin = _admin(server)
     with admin.connect() as connection:
@@ -137,6 +137,3 @@ def clone_prescriptions(database: Database, template_code: str, count: int) -> l
         connection.execute(statement, {"codes": new_codes, "template": template_code})
     engine.dispose()
     return new_codes
-
-
-__all__ = ["LAB", "PRESCRIBER", "Account", "Database"]

@@ -32,11 +32,12 @@ from bench import (
     soak,
 )
 from bench.console import log
-from bench.database import LAB, PRESCRIBER, Account, Database
+from bench.database import Account, Database
 from bench.load import Bounds, CallSource
 from bench.report import Row
 from bench.scenarios import SCENARIOS, Scenario, World
 from bench.server import GunicornSettings, Server
+from epu.actors import LAB, PRESCRIBER
 
 OUT = Path(__file__).resolve().parent / "out"
 PARTIES = 32  # prescribers and laboratories each: one per thread at the highest concurrency
@@ -68,7 +69,7 @@ class Config:
             seconds=float(env("BENCH_SECONDS", "5")),
             warmup=float(env("BENCH_WARMUP", "1")),
             gunicorn=GunicornSettings(
-                int(env("BENCH_WORKERS", "2")), int(env("BENCH_THREADS", "4"))
+                int(env("BENCH_WORKERS", "4")), int(env("BENCH_THREADS", "2"))
             ),
             concurrencies=tuple(int(c) for c in env("BENCH_CONCURRENCY", "1,8,32").split(",")),
             scenarios=chosen,
@@ -142,9 +143,10 @@ class Bench:
                 row.baseline_throughput = paired.throughput
                 row.baseline_cpu_ms = (paired.worker_cpu_ms or 0) + (paired.db_cpu_ms or 0)
             rows.append(row)
+            paired = f" (baseline {row.baseline_throughput:.1f})" if scenario.baseline else ""
             log(
-                f"{scenario.name} c={concurrency}: {row.throughput:.1f} req/s "
-                f"(baseline {row.baseline_throughput or 0:.1f}), p99 {row.p99_ms:.1f} ms"
+                f"{scenario.name} c={concurrency}: {row.throughput:.1f} req/s{paired}, "
+                f"p99 {row.p99_ms:.1f} ms"
             )
         self.rows += rows
         return rows

@@ -61,7 +61,7 @@ class World:
     fhir_bodies: list[bytes] = field(default_factory=list)
 
     @classmethod
-    def make(cls, port: int, prescribers: list[Party], labs: list[Party], seed: int = 7):
+    def make(cls, port: int, prescribers: list[Party], labs: list[Party], seed: int = 7) -> "World":
         rng = random.Random(seed)
         patients = [bodies.random_ins(rng) for _ in range(BODY_POOL)]
         return cls(

@@ -8,12 +8,13 @@ memory (RSS) from start to end.
 
 import itertools
 import json
+import os
 import random
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench import bodies, load, prepare, scenarios, server
@@ -30,7 +31,7 @@ CONCURRENCY = 32
 LOAD_SHARE = 0.80
 MAX_PROBE_SECONDS = 15
 SCAN_BUFFER = 2000  # codes waiting for a scan before the soak starts
-MEMORY_EVERY_S = 10
+WATCH_EVERY_S = 10
 MAX_WINDOW_S = 60
 
 
@@ -110,35 +111,57 @@ def _keep(held: deque, response: Response) -> None:
     held.append(Held(body["code"], body["version"], body["lines"]))
 
 
-# ---- memory ---------------------------------------------------------------------------------
+# ---- memory and CPU over time ---------------------------------------------------------------
 
 
-class MemoryWatch:
-    """RSS of every worker, every few seconds, in a thread of its own."""
+@dataclass
+class Snapshot:
+    at: float  # time.monotonic()
+    rss: dict[int, float]  # worker pid -> MiB
+    workers_cpu: float  # cumulative CPU seconds of the current workers
+    backends_cpu: float  # of this database's PostgreSQL backends
+    machine_busy: float  # of the whole machine
+    client_cpu: float  # of this process (the load generator)
 
-    def __init__(self, gunicorn: Server, seconds: float):
-        self.gunicorn, self.seconds = gunicorn, seconds
-        self.samples: list[tuple[float, dict[int, float]]] = []
+
+class Watch:
+    """The workers' RSS and everyone's CPU, every few seconds, in a thread of its own."""
+
+    def __init__(self, gunicorn: Server, database_name: str, seconds: float):
+        self.gunicorn, self.database_name, self.seconds = gunicorn, database_name, seconds
+        self.samples: list[Snapshot] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def sample(self) -> None:
         pids = self.gunicorn.worker_pids()
-        self.samples.append((time.monotonic(), {pid: server.rss_mib(pid) or 0.0 for pid in pids}))
+        self.samples.append(
+            Snapshot(
+                at=time.monotonic(),
+                rss={pid: server.rss_mib(pid) or 0.0 for pid in pids},
+                workers_cpu=server.cpu_seconds(pids),
+                backends_cpu=server.cpu_seconds(server.backend_pids(self.database_name)),
+                machine_busy=server.machine_busy_seconds(),
+                client_cpu=time.process_time(),
+            )
+        )
+
+    def nearest(self, moment: float) -> Snapshot:
+        return min(self.samples, key=lambda snapshot: abs(snapshot.at - moment))
 
     def _run(self) -> None:
         deadline = time.monotonic() + self.seconds + 120
-        while not self._stop.wait(MEMORY_EVERY_S) and time.monotonic() < deadline:
+        while not self._stop.wait(WATCH_EVERY_S) and time.monotonic() < deadline:
             self.sample()
 
-    def __enter__(self) -> "MemoryWatch":
+    def __enter__(self) -> "Watch":
         self.sample()
         self._thread.start()
         return self
 
     def __exit__(self, *_exc) -> None:
         self._stop.set()
-        self._thread.join(MEMORY_EVERY_S + 5)
+        self._thread.join(WATCH_EVERY_S + 5)
         self.sample()
 
 
@@ -155,24 +178,59 @@ def window_p99(result: Measurement, start: float, end: float) -> tuple[float, in
     return load.percentile(values, 0.99), len(values)
 
 
-def memory_lines(watch: MemoryWatch) -> list[str]:
-    (t0, first), (t1, last) = watch.samples[0], watch.samples[-1]
-    middle = watch.samples[len(watch.samples) // 2][1]
+def memory_lines(watch: Watch) -> list[str]:
+    start, end = watch.samples[0], watch.samples[-1]
+    first, last = start.rss, end.rss
+    middle = watch.samples[len(watch.samples) // 2].rss
     lines = []
     for pid in sorted(first):
         if pid not in last:
-            lines.append(f"- worker {pid}: {first[pid]:.1f} MiB at start, gone (restarted!)")
+            lines.append(f"  - worker {pid}: {first[pid]:.1f} MiB at start, gone (restarted!)")
             continue
         lines.append(
-            f"- worker {pid}: {first[pid]:.1f} → {last[pid]:.1f} MiB "
-            f"({last[pid] - first[pid]:+.1f} MiB over {t1 - t0:.0f} s; "
+            f"  - worker {pid}: {first[pid]:.1f} → {last[pid]:.1f} MiB "
+            f"({last[pid] - first[pid]:+.1f} MiB over {end.at - start.at:.0f} s; "
             f"{last[pid] - middle.get(pid, last[pid]):+.1f} MiB in the second half)"
         )
-    lines += [f"- worker {pid}: new during the soak (a restart)" for pid in set(last) - set(first)]
+    restarted = sorted(set(last) - set(first))
+    lines += [f"  - worker {pid}: new during the soak (a restart)" for pid in restarted]
     return lines
 
 
-def summary(result: Measurement, seconds: float, watch: MemoryWatch, rate: float, mix: Mix):
+def minutes_table(result: Measurement, watch: Watch, started: float) -> list[str]:
+    """Per window: throughput, latency, and CPU per request (workers, PostgreSQL, others)."""
+    window = min(MAX_WINDOW_S, max(10.0, result.elapsed_s / 10))
+    lines = [
+        "| from s | req/s | p50 ms | p99 ms | worker CPU ms/req | db CPU ms/req | noise |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    begin = 0.0
+    while begin < result.elapsed_s - 1:
+        end = min(begin + window, result.elapsed_s)
+        values = sorted(
+            latency
+            for sample in result.samples
+            for offset, latency in sample.timeline
+            if begin <= offset < end
+        )
+        a, b = watch.nearest(started + begin), watch.nearest(started + end)
+        count, span = max(len(values), 1), max(b.at - a.at, 1e-3)
+        workers, backends = b.workers_cpu - a.workers_cpu, b.backends_cpu - a.backends_cpu
+        client = b.client_cpu - a.client_cpu
+        others = b.machine_busy - a.machine_busy - workers - backends - client
+        share = max(0.0, others) / (span * (os.cpu_count() or 1))
+        lines.append(
+            f"| {begin:.0f} | {len(values) / (end - begin):.1f} "
+            f"| {load.percentile(values, 0.5):.1f} | {load.percentile(values, 0.99):.1f} "
+            f"| {workers * 1000 / count:.2f} | {backends * 1000 / count:.2f} | {share:.0%} |"
+        )
+        begin = end
+    return lines
+
+
+def summary(
+    result: Measurement, seconds: float, watch: Watch, started: float, rate: float, mix: Mix
+) -> str:
     window = min(MAX_WINDOW_S, seconds / 4)
     first_p99, first_n = window_p99(result, 0, window)
     last_p99, last_n = window_p99(result, result.elapsed_s - window, result.elapsed_s + 1)
@@ -207,6 +265,8 @@ def summary(result: Measurement, seconds: float, watch: MemoryWatch, rate: float
         f"{mix.substituted} scans or changes had nothing to work on and polled instead",
         "- workers' memory (RSS):",
         *memory_lines(watch),
+        "",
+        *minutes_table(result, watch, started),
     ]
     return "\n".join(lines)
 
@@ -243,11 +303,13 @@ def run(
             rate_per_s=rate,
             keep_timeline=True,
         )
-        with MemoryWatch(gunicorn, seconds) as watch:
+        with Watch(gunicorn, db.name, seconds) as watch:
+            started = time.monotonic()
             result = load.run(gunicorn.port, mix.source, CONCURRENCY, bounds)
-        text = summary(result, seconds, watch, rate, mix)
+        text = summary(result, seconds, watch, started, rate, mix)
+        samples = [asdict(snapshot) for snapshot in watch.samples]
         (out / "soak.json").write_text(
-            json.dumps({"rate": rate, "memory": watch.samples, "text": text}, indent=1)
+            json.dumps({"rate": rate, "samples": samples, "text": text}, indent=1)
         )
         return text
     finally:
