@@ -109,6 +109,22 @@ def create_baseline_table(database: Database, rows: int = BASELINE_ROWS) -> None
     engine.dispose()
 
 
+def autovacuum_on(database: Database) -> bool:
+    engine = make_engine(database.url)
+    with engine.connect() as connection:
+        setting = connection.execute(text("SHOW autovacuum")).scalar_one()
+    engine.dispose()
+    return setting == "on"
+
+
+def analyze(database: Database) -> None:
+    """Fresh planner statistics, as autovacuum would keep them (it may be off on a dev box)."""
+    engine = make_engine(database.url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text("ANALYZE"))
+    engine.dispose()
+
+
 def _names(columns: list[str]) -> str:
     return ", ".join(f'"{name}"' for name in columns)
 

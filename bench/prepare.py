@@ -43,6 +43,7 @@ def top_up_scan_codes(world: World, db: Database, wanted: int) -> None:
     log(f"copying a prescription {missing} times, to be scanned")
     template = world.read_codes[0][0]
     world.scan_codes.extend(database.clone_prescriptions(db, template, missing))
+    database.analyze(db)
 
 
 def availability(world: World) -> dict[str, str]:

@@ -181,6 +181,7 @@ class Bench:
                 continue
             if scenario.consumes_codes:
                 prepare.top_up_scan_codes(self.world, self.db, self.scan_codes_needed())
+            database.analyze(self.db)  # autovacuum may be off: keep the planner's statistics
             source = scenario.source(self.world)
             self.run(scenario, self.epu, source)
             self.profile(scenario, source, profiler)

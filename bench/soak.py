@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bench import bodies, load, prepare, scenarios, server
+from bench import bodies, database, load, prepare, scenarios, server
 from bench.client import Response, json_bytes
 from bench.console import log
 from bench.database import Account, Database
@@ -32,6 +32,7 @@ LOAD_SHARE = 0.80
 MAX_PROBE_SECONDS = 15
 SCAN_BUFFER = 2000  # codes waiting for a scan before the soak starts
 WATCH_EVERY_S = 10
+ANALYZE_EVERY_S = 60
 MAX_WINDOW_S = 60
 
 
@@ -127,8 +128,9 @@ class Snapshot:
 class Watch:
     """The workers' RSS and everyone's CPU, every few seconds, in a thread of its own."""
 
-    def __init__(self, gunicorn: Server, database_name: str, seconds: float):
-        self.gunicorn, self.database_name, self.seconds = gunicorn, database_name, seconds
+    def __init__(self, gunicorn: Server, db: Database, seconds: float, analyze: bool):
+        self.gunicorn, self.db, self.seconds, self.analyze = gunicorn, db, seconds, analyze
+        self.database_name = db.name
         self.samples: list[Snapshot] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -151,8 +153,12 @@ class Watch:
 
     def _run(self) -> None:
         deadline = time.monotonic() + self.seconds + 120
-        while not self._stop.wait(WATCH_EVERY_S) and time.monotonic() < deadline:
+        for tick in itertools.count(1):
+            if self._stop.wait(WATCH_EVERY_S) or time.monotonic() > deadline:
+                return
             self.sample()
+            if self.analyze and tick % (ANALYZE_EVERY_S // WATCH_EVERY_S) == 0:
+                database.analyze(self.db)  # what autovacuum would do, were it on
 
     def __enter__(self) -> "Watch":
         self.sample()
@@ -199,7 +205,8 @@ def memory_lines(watch: Watch) -> list[str]:
 
 def minutes_table(result: Measurement, watch: Watch, started: float) -> list[str]:
     """Per window: throughput, latency, and CPU per request (workers, PostgreSQL, others)."""
-    window = min(MAX_WINDOW_S, max(10.0, result.elapsed_s / 10))
+    steps = max(1, round(min(MAX_WINDOW_S, result.elapsed_s / 10) / WATCH_EVERY_S))
+    window = float(WATCH_EVERY_S * steps)  # whole intervals between two snapshots
     lines = [
         "| from s | req/s | p50 ms | p99 ms | worker CPU ms/req | db CPU ms/req | noise |",
         "|---|---|---|---|---|---|---|",
@@ -303,10 +310,16 @@ def run(
             rate_per_s=rate,
             keep_timeline=True,
         )
-        with Watch(gunicorn, db.name, seconds) as watch:
+        analyze = not database.autovacuum_on(db)
+        with Watch(gunicorn, db, seconds, analyze) as watch:
             started = time.monotonic()
             result = load.run(gunicorn.port, mix.source, CONCURRENCY, bounds)
         text = summary(result, seconds, watch, started, rate, mix)
+        if analyze:
+            text += (
+                "\n\nautovacuum is off on this PostgreSQL server: the soak ran ANALYZE every "
+                f"{ANALYZE_EVERY_S} s in its stead (without it the planner's statistics go stale)."
+            )
         samples = [asdict(snapshot) for snapshot in watch.samples]
         (out / "soak.json").write_text(
             json.dumps({"rate": rate, "samples": samples, "text": text}, indent=1)
