@@ -239,14 +239,25 @@ def _duplicates(session: Session, prescription: Prescription) -> list[tuple[str,
     loincs = {line.loinc: line.line_id for line in prescription.lines if line.loinc}
     if prescription.ins_pseudonym is None or not loincs:
         return []
+    # The patient's few open prescriptions first, then their lines: a plan that stays cheap
+    # whatever the statistics say (joined in one query, PostgreSQL could walk the LOINC index
+    # over every line of the base).
+    open_ids = list(
+        session.scalars(
+            select(Prescription.id).where(
+                Prescription.ins_pseudonym == prescription.ins_pseudonym,
+                Prescription.id != prescription.id,
+                Prescription.status.in_(OPEN),
+                Prescription.expires_at > utcnow(),
+            )
+        )
+    )
+    if not open_ids:
+        return []
     found = session.scalars(
         select(Line.loinc)
-        .join(Prescription)
         .where(
-            Prescription.ins_pseudonym == prescription.ins_pseudonym,
-            Prescription.id != prescription.id,
-            Prescription.status.in_(OPEN),
-            Prescription.expires_at > utcnow(),
+            Line.prescription_id.in_(open_ids),
             Line.loinc.in_(loincs),
             Line.status == REQUESTED,
         )

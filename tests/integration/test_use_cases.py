@@ -104,7 +104,8 @@ def test_purge_deletes_old_closed_prescriptions_and_everything_attached(
 
 def test_catalogue_import_is_a_new_version_and_prescriptions_keep_their_labels(session, doctor):
     code = new_prescription(session, doctor, lines=[{"loinc": "57022-6"}])
-    entries = [entry.as_dict() for entry in catalogue.current(session).entries.values()]
+    original = [entry.as_dict() for entry in catalogue.current(session).entries.values()]
+    entries = [dict(entry) for entry in original]
     for entry in entries:
         if entry["loinc"] == "57022-6":
             entry["label"] = "Hémogramme (NFS) - libellé 2027"
@@ -115,6 +116,7 @@ def test_catalogue_import_is_a_new_version_and_prescriptions_keep_their_labels(s
     body = prescriptions.read(session=session, actor=doctor, code=code)
     assert body["lines"][0]["label"] == "Numération formule sanguine"
     assert catalogue.load_bundled_if_empty(session=session) is None
+    catalogue.import_entries(session=session, entries=original, source="restore")  # for later tests
 
 
 def test_idempotency_records_follow_their_prescription(session, doctor):
