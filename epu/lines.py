@@ -41,12 +41,15 @@ def _check_context(line: dict[str, Any], path: str, catalogue: Catalogue) -> dic
         item_path = f"{path}.context[{index}]"
         if not is_loinc(item["code"]):
             errors[f"{item_path}.code"] = f"{item['code']!r} is not a LOINC code"
-        elif expected.get(item["code"], {}).get("type") == "date" and not _is_date(item["value"]):
+        elif expected.get(item["code"], {}).get("type") == "date" and not is_iso_date(
+            item["value"]
+        ):
             errors[f"{item_path}.value"] = "must be a date YYYY-MM-DD"
     return errors
 
 
-def _is_date(value: Any) -> bool:
+def is_iso_date(value: Any) -> bool:
+    """A calendar date written YYYY-MM-DD."""
     try:
         date.fromisoformat(str(value))
     except ValueError:

@@ -5,7 +5,6 @@ prescriber, laboratory lines hidden) is decided in exactly one place for both AP
 """
 
 import json
-from datetime import date
 from typing import Any
 
 from fhir.resources.R4B.auditevent import AuditEvent
@@ -15,6 +14,7 @@ from fhir.resources.R4B.task import Task
 
 from api.fhir import systems as s
 from api.fhir.outcome import Issue, operation_outcome
+from epu.lines import is_iso_date
 from epu.statuses import (
     ACTIVE,
     CANCELLED,
@@ -171,19 +171,11 @@ def _observation(index: int, item: dict[str, Any]) -> dict[str, Any]:
         observation["valueInteger"] = value
     elif isinstance(value, float):
         observation["valueQuantity"] = {"value": value}
-    elif _is_date(value):
+    elif is_iso_date(value):
         observation["valueDateTime"] = value
     else:
         observation["valueString"] = str(value)
     return observation
-
-
-def _is_date(value: Any) -> bool:
-    try:
-        date.fromisoformat(str(value))
-    except ValueError:
-        return False
-    return len(str(value)) == 10
 
 
 def _line_extensions(view: dict[str, Any], line: dict[str, Any]) -> list[dict[str, Any]]:
