@@ -20,7 +20,7 @@ EPU = BIN / "epu"
 STARTUP_TIMEOUT = 20
 STOP_TIMEOUT = 10
 REQUEST_TIMEOUT = 30
-REDIS_DB = 15
+REDIS_DB = int(os.environ.get("EPU_TEST_REDIS_DB", "15"))  # distinct per concurrent run
 REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
 
 PRESCRIBER_RPPS = "10005688790"
