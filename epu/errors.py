@@ -119,3 +119,9 @@ class ProposalNotPending(DomainError):
     slug = "proposal_not_pending"
     title = "The proposal is no longer pending"
     detail = "This proposal has already been answered, withdrawn or superseded."
+
+
+class TooManyProposals(DomainError):
+    slug = "too_many_proposals"
+    title = "Too many proposals"
+    detail = "This prescription has had 50 proposals: call the prescriber."

@@ -172,6 +172,7 @@ def _new_prescription(
         new_line(line, position, catalogue, origin="prescriber")
         for position, line in enumerate(data["lines"], start=1)
     ]
+    prescription.proposals = []  # known empty: no query when it is shown
     return prescription
 
 
@@ -309,6 +310,15 @@ def find_visible(
     prescription = find(session, parse_code(raw_code), lock=lock)
     if prescription is None or not can_see(prescription, actor):
         raise PrescriptionNotFound()
+    return prescription
+
+
+def find_for(session: Session, actor: Actor, raw_code: str, action: str) -> Prescription:
+    """The prescription, locked, when the lifecycle table lets this caller do `action` now."""
+    prescription = find(session, parse_code(raw_code), lock=True)
+    if prescription is None:
+        raise PrescriptionNotFound()
+    lifecycle.check(prescription.status, action, role(prescription, actor))
     return prescription
 
 

@@ -4,6 +4,8 @@ from datetime import UTC
 
 from marshmallow import Schema, ValidationError, fields, pre_load, validate
 
+from epu.lifecycle import PROPOSAL_STATUSES
+from epu.proposals import MODES
 from epu.statuses import (
     LINE_STATUSES,
     MAX_RENEWALS,
@@ -130,6 +132,14 @@ class PrescriptionIn(Schema):
         return refuse_identity(data, allowed=set())
 
 
+class AcceptIn(Schema):
+    comment = fields.String(allow_none=True, validate=validate.Length(max=500))
+
+
+class RefuseIn(Schema):
+    comment = fields.String(required=True, validate=validate.Length(min=1, max=500))
+
+
 class CancelIn(Schema):
     reason = fields.String(required=True, validate=validate.Length(min=1, max=500))
 
@@ -217,6 +227,44 @@ class WarningOut(Schema):
     detail = fields.String()
 
 
+class ProposalOut(Schema):
+    id = fields.String(metadata={"example": "P1"})
+    status = fields.String(validate=validate.OneOf(PROPOSAL_STATUSES))
+    mode = fields.String(validate=validate.OneOf(MODES))
+    changes = fields.List(fields.Dict(), metadata={"description": "As the laboratory sent them"})
+    reason = fields.String(allow_none=True)
+    comment = fields.String(allow_none=True, metadata={"description": "The prescriber's"})
+    created_at = fields.String(metadata={"format": "date-time"})
+    answered_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    laboratory = fields.Nested(LaboratoryOut, allow_none=True)
+
+
+class InboxItemOut(ProposalOut):
+    prescription = fields.String(metadata={"description": "The prescription's code"})
+
+
+class InboxOut(Schema):
+    items = fields.List(fields.Nested(InboxItemOut))
+    next_cursor = fields.String(allow_none=True)
+
+
+class InboxQuery(Schema):
+    status = fields.String(validate=validate.OneOf(PROPOSAL_STATUSES))
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    cursor = fields.String(validate=validate.Length(max=200))
+
+
+class LastProposalOut(Schema):
+    id = fields.String()
+    status = fields.String()
+    mode = fields.String()
+
+
+class ProposalsSummaryOut(Schema):
+    pending = fields.Integer()
+    last = fields.Nested(LastProposalOut, allow_none=True)
+
+
 class PrescriptionOut(Schema):
     code = fields.String(metadata={"example": "01S2TBPZ2JCNZZYGHZ"})
     status = fields.String(validate=validate.OneOf(PRESCRIPTION_STATUSES))
@@ -232,6 +280,7 @@ class PrescriptionOut(Schema):
     clinical_context = fields.String(allow_none=True)
     result_return = fields.Nested(ResultReturnOut, allow_none=True)
     lines = fields.List(fields.Nested(LineOut))
+    proposals = fields.List(fields.Nested(ProposalOut))
     warnings = fields.List(fields.Nested(WarningOut), metadata={"description": "Creation only"})
 
 
@@ -251,6 +300,7 @@ class StatusOut(Schema):
     updated_at = fields.String(metadata={"format": "date-time"})
     laboratory = fields.Nested(LaboratoryOut, allow_none=True)
     lines = fields.List(fields.Nested(StatusLineOut))
+    proposals = fields.Nested(ProposalsSummaryOut)
 
 
 class StatusPageOut(Schema):

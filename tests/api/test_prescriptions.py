@@ -255,6 +255,7 @@ def test_status_poll_answers_304_while_nothing_changed(http, prescriber):
                 "status": "requested",
             },
         ],
+        "proposals": {"pending": 0, "last": None},
     }
     etag = first.headers["ETag"]
     again = http.get(

@@ -263,7 +263,7 @@ def test_line_statuses_map_to_request_statuses(fhir, http, prescriber, lab):
     ]
     response = http.patch(
         f"/api/v1/prescriptions/{code}",
-        json={"changes": changes},
+        json={"changes": changes, "mode": "urgent"},
         headers={**lab.headers, "If-Match": etag},
     )
     assert response.status_code == 200
@@ -313,7 +313,10 @@ def test_a_withheld_execution_stays_hidden_from_the_prescriber(fhir, http, presc
     http.patch(
         f"/api/v1/prescriptions/{code}",
         headers={**lab.headers, "If-Match": etag},
-        json={"changes": [{"op": "add", "reason": "bilan", "line": {"loinc": BLOOD_COUNT}}]},
+        json={
+            "changes": [{"op": "add", "reason": "bilan", "line": {"loinc": BLOOD_COUNT}}],
+            "mode": "urgent",
+        },
     )
     done(http, lab, code, {"line_id": "L1", "outcome": "done"})
     seen = by_requisition(fhir, prescriber, code)

@@ -90,7 +90,7 @@ def test_a_fhir_client_follows_a_prescription(live_server, prescriber, lab):
     ]
     patched = requests.patch(
         f"{live_server}/api/v1/prescriptions/{code}",
-        json={"changes": changes},
+        json={"changes": changes, "mode": "urgent"},
         timeout=10,
         headers={**lab_headers, "If-Match": scan.headers["ETag"]},
     )
