@@ -14,6 +14,14 @@ from epu.statuses import REMOVED, REPLACED, REQUESTED
 from models import Prescription
 
 REPLACING_OPS = ("remove", "replace")
+LINE_FLAGS = (
+    "urgent",
+    "ald",
+    "prevention",
+    "work_accident",
+    "not_reimbursable",
+    "off_nomenclature",
+)
 
 
 def touched_lines(changes: list[dict[str, Any]]) -> set[str]:
@@ -77,4 +85,6 @@ def apply_change(
         detail["new_line"] = added.line_id
         detail["loinc"] = added.loinc
         detail["text"] = added.text
+        detail["flags"] = {name: getattr(added, name) for name in LINE_FLAGS}
+        detail["urgent_reason"] = added.urgent_reason
     record(session, prescription, "modified", actor, detail)

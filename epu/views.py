@@ -28,8 +28,12 @@ def _line(line: Line, hidden: bool) -> dict[str, Any]:
         "text": line.text,
         "context": line.context,
         "urgent": line.urgent,
+        "urgent_reason": line.urgent_reason,
         "ald": line.ald,
         "prevention": line.prevention,
+        "work_accident": line.work_accident,
+        "not_reimbursable": line.not_reimbursable,
+        "off_nomenclature": line.off_nomenclature,
         "renewals": line.renewals,
         "renewals_left": None if hidden else line.renewals_left,
         "patient_instructions": [

@@ -51,8 +51,11 @@ One line of a prescription. `status`: active (requested), completed (done), revo
 removed or replaced by the laboratory, or a requested line of a cancelled or expired
 prescription), unknown (the patient withheld the execution from the prescriber). A replacing
 line has `replaces`. `code`: LOINC (`{s.LOINC}`) with the French display of the catalogue, or
-`code.text` only for a free-text exam. `priority` urgent (asap and stat are read as urgent)
-or routine. `requester`: the prescriber (identifier system `{s.RPPS}`). `subject`: a contained
+`code.text` only for a free-text exam. A free-text exam is coded LOINC `{s.FREE_TEXT_LOINC}`
+with the exam in `code.text`, as the ANS profile FrActeBiologiePrescrit does (read back the same
+way; `code.text` alone is also accepted). `priority` urgent (asap and stat are read as urgent)
+or routine; an urgent line says why in `{s.EXT_URGENT_REASON}` (valueString, required).
+`requester`: the prescriber (identifier system `{s.RPPS}`). `subject`: a contained
 Patient with sex and birth date only. `reasonCode.text`: the clinical context (the same on every
 line). `supportingInfo`: contained Observations (LOINC code and value) of clinical information
 the exam needs. `note`: the comment. `patientInstruction`: the labels of the coded patient
@@ -61,6 +64,9 @@ when the extension is absent). `occurrencePeriod`: from creation to expiry. `per
 laboratory, when one holds or carried it out.
 
 Extensions: `{s.EXT_ALD}` (valueBoolean, exam for an ALD), `{s.EXT_PREVENTION}` (valueBoolean),
+and, as the eP-BIO content model asks (each false when absent), `{s.EXT_WORK_ACCIDENT}`
+(valueBoolean, related to a work accident or an occupational disease), `{s.EXT_NOT_REIMBURSABLE}`
+(valueBoolean) and `{s.EXT_OFF_NOMENCLATURE}` (valueBoolean, outside the NABM),
 `{s.EXT_RENEWALS}` (valueUnsignedInt 0-12), `{s.EXT_PATIENT_INSTRUCTION}` (valueCode, repeated,
 CI-SIS `{s.INSTRUCTION_SYSTEM}`), `{s.EXT_SAMPLING}` (valueString), `{s.EXT_RESULT_RETURN}`
 (sub-extensions `channel` valueCode mssante|phone|patient_mssante, `phone` valueString,

@@ -77,8 +77,21 @@ class LineIn(Schema):
         fields.Nested(ContextItemIn), load_default=list, validate=validate.Length(max=20)
     )
     urgent = fields.Boolean(load_default=False)
+    urgent_reason = fields.String(
+        allow_none=True,
+        validate=validate.Length(max=500),
+        metadata={"description": "Why it is urgent: required when urgent is true"},
+    )
     ald = fields.Boolean(load_default=False)
     prevention = fields.Boolean(load_default=False)
+    work_accident = fields.Boolean(
+        load_default=False,
+        metadata={"description": "Related to a work accident or an occupational disease (AT/MP)"},
+    )
+    not_reimbursable = fields.Boolean(load_default=False)
+    off_nomenclature = fields.Boolean(
+        load_default=False, metadata={"description": "Outside the nomenclature (hors NABM)"}
+    )
     renewals = fields.Integer(
         strict=True, load_default=0, metadata={"minimum": 0, "maximum": MAX_RENEWALS}
     )
@@ -172,8 +185,12 @@ class LineOut(Schema):
     text = fields.String(allow_none=True)
     context = fields.List(fields.Nested(ContextItemOut))
     urgent = fields.Boolean()
+    urgent_reason = fields.String(allow_none=True)
     ald = fields.Boolean()
     prevention = fields.Boolean()
+    work_accident = fields.Boolean()
+    not_reimbursable = fields.Boolean()
+    off_nomenclature = fields.Boolean()
     renewals = fields.Integer()
     renewals_left = fields.Integer(allow_none=True)
     patient_instructions = fields.List(fields.Nested(InstructionOut))

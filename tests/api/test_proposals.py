@@ -318,3 +318,27 @@ def test_the_end_of_the_execution_withdraws_a_pending_addition(http, prescriber,
     done = report(http, lab, code, "L1", "L2", "L3")
     assert done.json["status"] == "completed"
     assert done.json["proposals"][0]["status"] == "withdrawn"
+
+
+def test_a_proposed_line_carries_its_flags_into_the_history(http, prescriber, lab, code):
+    line = {"loinc": "718-7", "urgent": True, "urgent_reason": "Hb à 7", "work_accident": True}
+    missing = propose(
+        http, lab, code, [{"op": "add", "line": {**line, "urgent_reason": None}, "reason": "r"}]
+    )
+    assert missing.status_code == 422
+    assert list(missing.json["errors"]) == ["changes[0].line.urgent_reason"]
+    propose(http, lab, code, [{"op": "add", "line": line, "reason": "contrôle"}])
+    accepted = answer(http, prescriber, code, "P1", "accept")
+    added = accepted.json["lines"][-1]
+    assert added["urgent_reason"] == "Hb à 7" and added["work_accident"] is True
+    items = http.get(f"/api/v1/prescriptions/{code}/history", headers=prescriber.headers).json
+    [modified] = [item for item in items["items"] if item["type"] == "modified"]
+    assert modified["detail"]["flags"] == {
+        "urgent": True,
+        "ald": False,
+        "prevention": False,
+        "work_accident": True,
+        "not_reimbursable": False,
+        "off_nomenclature": False,
+    }
+    assert modified["detail"]["urgent_reason"] == "Hb à 7"
