@@ -8,7 +8,9 @@ from models.tables import (
     Event,
     IdempotencyRecord,
     Line,
+    NurseRead,
     Prescription,
+    Sampling,
 )
 
 __all__ = [
@@ -19,5 +21,7 @@ __all__ = [
     "Event",
     "IdempotencyRecord",
     "Line",
+    "NurseRead",
     "Prescription",
+    "Sampling",
 ]
