@@ -10,6 +10,7 @@ from models.tables import (
     Line,
     NurseRead,
     Prescription,
+    Proposal,
     Sampling,
 )
 
@@ -23,5 +24,6 @@ __all__ = [
     "Line",
     "NurseRead",
     "Prescription",
+    "Proposal",
     "Sampling",
 ]

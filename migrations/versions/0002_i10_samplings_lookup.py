@@ -1,7 +1,7 @@
 """nurse samplings and patient lookup
 
 Revision ID: 0002_i10
-Revises: 0001
+Revises: 0002_i09
 Create Date: 2026-12-01
 """
 from alembic import op
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 
 revision = '0002_i10'
-down_revision = '0001'
+down_revision = '0002_i09'
 branch_labels = None
 depends_on = None
 
