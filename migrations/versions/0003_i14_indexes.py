@@ -8,16 +8,16 @@
   most lines), only the duplicate check filtered on it and it now reads the patient's open
   prescriptions first; the index could only mislead the planner and cost every insert.
 
-Revision ID: 0002_i14
-Revises: 0001
+Revision ID: 0003_i14
+Revises: 0002_i09
 Create Date: 2026-12-01
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0002_i14'
-down_revision = '0001'
+revision = '0003_i14'
+down_revision = '0002_i09'
 branch_labels = None
 depends_on = None
 
