@@ -9,6 +9,7 @@ from models.tables import (
     IdempotencyRecord,
     Line,
     Prescription,
+    Proposal,
 )
 
 __all__ = [
@@ -20,4 +21,5 @@ __all__ = [
     "IdempotencyRecord",
     "Line",
     "Prescription",
+    "Proposal",
 ]

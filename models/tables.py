@@ -1,7 +1,7 @@
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, utcnow
@@ -68,6 +68,8 @@ class Prescription(Base):
     lab_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id"))
     lab_finess: Mapped[str | None] = mapped_column(String(9))
     lab_name: Mapped[str | None] = mapped_column(String(200))
+    # The laboratory that took it last: it keeps reading what it did until another takes it.
+    last_lab_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id"))
     sharing_withheld: Mapped[bool] = mapped_column(default=False)
     catalogue_version_id: Mapped[int | None] = mapped_column(ForeignKey("catalogue_versions.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -76,6 +78,12 @@ class Prescription(Base):
     lines: Mapped[list["Line"]] = relationship(
         back_populates="prescription",
         order_by="Line.position",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
+    proposals: Mapped[list["Proposal"]] = relationship(
+        back_populates="prescription",
+        order_by="Proposal.id",
         cascade="all, delete-orphan",
         passive_deletes=True,
     )
@@ -98,6 +106,10 @@ class Line(Base):
     urgent: Mapped[bool] = mapped_column(default=False)
     ald: Mapped[bool] = mapped_column(default=False)
     prevention: Mapped[bool] = mapped_column(default=False)
+    work_accident: Mapped[bool] = mapped_column(default=False, server_default=false())
+    not_reimbursable: Mapped[bool] = mapped_column(default=False, server_default=false())
+    off_nomenclature: Mapped[bool] = mapped_column(default=False, server_default=false())
+    urgent_reason: Mapped[str | None] = mapped_column(Text)
     renewals: Mapped[int] = mapped_column(default=0)
     renewals_left: Mapped[int] = mapped_column(default=0)
     patient_instructions: Mapped[list[str]] = mapped_column(JSON, default=list)
@@ -108,6 +120,35 @@ class Line(Base):
     replaces: Mapped[str | None] = mapped_column(String(8))
     outcome_reason: Mapped[str | None] = mapped_column(Text)
     prescription: Mapped[Prescription] = relationship(back_populates="lines")
+
+
+class Proposal(Base):
+    """A laboratory's change: pending until the prescriber answers, or applied at once."""
+
+    __tablename__ = "proposals"
+    __table_args__ = (
+        UniqueConstraint("prescription_id", "proposal_id"),
+        Index("ix_proposals_prescriber_inbox", "prescriber_id", "status", "id"),
+        Index("ix_proposals_lab_inbox", "lab_id", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prescription_id: Mapped[int] = mapped_column(
+        ForeignKey("prescriptions.id", ondelete="CASCADE"), index=True
+    )
+    proposal_id: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(12))
+    mode: Mapped[str] = mapped_column(String(24))
+    changes: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    reason: Mapped[str | None] = mapped_column(Text)
+    comment: Mapped[str | None] = mapped_column(Text)
+    prescriber_id: Mapped[int] = mapped_column(ForeignKey("clients.id"))
+    lab_id: Mapped[int] = mapped_column(ForeignKey("clients.id"))
+    lab_finess: Mapped[str] = mapped_column(String(9))
+    lab_name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    answered_at: Mapped[datetime | None]
+    prescription: Mapped[Prescription] = relationship(back_populates="proposals")
 
 
 class Event(Base):

@@ -18,6 +18,7 @@ from api.fhir.outcome import FhirError, Issue
 from api.fhir.wire import absolute, preferences
 from epu.identifiers import is_ins
 from epu.line_search import Span
+from epu.search import in_searchable_range
 
 PARIS = ZoneInfo("Europe/Paris")
 TOKEN, DATE, REFERENCE, SPECIAL = "token", "date", "reference", "special"
@@ -250,6 +251,8 @@ def _date_range(match: re.Match, value: str, name: str) -> tuple[datetime, datet
                 raise ValueError("a date alone has no time zone")
             parts = [int(part) for part in day.split("-")]
             start = datetime(parts[0], *(parts[1:] + [1, 1])[:2], tzinfo=PARIS)
+            if not in_searchable_range(start):
+                raise bad(f"{name}: {value!r} is out of range (years 1900 to 9000).", name)
             end = _next(start, len(parts))
             return start.astimezone(UTC), end.astimezone(UTC)
         text = day + match["time"] + (zone or "").replace("Z", "+00:00")
@@ -258,6 +261,8 @@ def _date_range(match: re.Match, value: str, name: str) -> tuple[datetime, datet
         raise bad(f"{name}: {value!r} is not a valid date ({error}).", name) from error
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=PARIS)
+    if not in_searchable_range(moment):
+        raise bad(f"{name}: {value!r} is out of range (years 1900 to 9000).", name)
     time = match["time"]
     if "." in time:
         step = timedelta(microseconds=10 ** (6 - len(time.split(".")[1])))
@@ -290,7 +295,7 @@ def result(search: Search) -> Result:
     value = search.one("_count")
     if value is None:
         count = DEFAULT_COUNT
-    elif not value.isdigit() or len(value) > 6:
+    elif not (value.isascii() and value.isdigit()) or len(value) > 6:
         raise bad("_count is a number (0 for the total only).", "_count")
     else:
         count = min(int(value), MAX_COUNT)  # a server may give fewer: the next link goes on

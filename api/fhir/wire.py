@@ -16,6 +16,7 @@ INBOUND_TYPES = (FHIR_JSON, "application/json", "application/json+fhir")
 FORM = "application/x-www-form-urlencoded"
 OUTBOUND_TYPES = [FHIR_JSON, "application/json"]
 FORMATS = ("json", FHIR_JSON, "application/json", "application/json+fhir")
+_FORBIDDEN_CHARACTER = re.compile("[\x00\ud800-\udfff]")
 _VERSION = re.compile(r'(?:W/)?"(\d+)"')
 
 Model = TypeVar("Model", bound=FHIRAbstractModel)
@@ -53,6 +54,10 @@ def form_body() -> MultiDict:
     """The parameters of POST [type]/_search (application/x-www-form-urlencoded)."""
     if request.mimetype != FORM and request.data:
         raise FhirError(415, [Issue(f"POST _search takes {FORM}.", "not-supported")])
+    for name, value in request.form.items(multi=True):
+        if _FORBIDDEN_CHARACTER.search(name) or _FORBIDDEN_CHARACTER.search(value):
+            detail = f"The parameter {name[:40]!r} contains a NUL character or a lone surrogate."
+            raise FhirError(400, [Issue(detail, "invalid")])
     return request.form
 
 
