@@ -5,7 +5,7 @@ from http import HTTPStatus
 from flask import Flask, request
 from flask_smorest import Api
 
-from api import auth, errors, fhir, limits
+from api import auth, bodies, errors, fhir, limits
 from api.errors import PROBLEM, Problem
 from api.extensions import close_db_session
 from api.schemas import ProblemSchema
@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     _register_blueprints(app)
     errors.register(app)
     fhir.register_error_handlers(app)  # after errors.register: /fhir errors as OperationOutcome
+    app.before_request(bodies.check_request)
     app.before_request(_require_json_body)
     return app
 
@@ -60,6 +61,7 @@ def _register_blueprints(app: Flask) -> None:
     from api.catalogue.routes import blp as catalogue
     from api.documents.routes import blp as documents
     from api.laboratory.routes import blp as laboratory
+    from api.lookups.routes import blp as lookups
     from api.prescriptions.routes import blp as prescriptions
     from api.proposals.routes import blp as proposals
 
@@ -67,6 +69,7 @@ def _register_blueprints(app: Flask) -> None:
     app.extensions["epu.api"] = api
     for blueprint in (catalogue, prescriptions, laboratory, documents, proposals):
         api.register_blueprint(blueprint)
+    api.register_blueprint(lookups)
     app.register_blueprint(health.blp)
     app.register_blueprint(oauth.blp)
     fhir.init_app(app)

@@ -1,4 +1,4 @@
-"""Client software accounts: a prescriber (RPPS) or a laboratory (FINESS)."""
+"""Client software accounts: a prescriber or a nurse (RPPS), or a laboratory (FINESS)."""
 
 import hashlib
 import hmac
@@ -7,7 +7,7 @@ import secrets
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from epu.actors import LAB, PRESCRIBER, Actor
+from epu.actors import LAB, NURSE, PRESCRIBER, Actor
 from epu.errors import ValidationFailed
 from epu.identifiers import is_finess, is_rpps
 from models import Client
@@ -18,6 +18,14 @@ from models.db import writes
 _ACTIVE_CLIENT = text(
     "SELECT id, role, identifier, name FROM clients"
     " WHERE client_id = :client_id AND revoked_at IS NULL"
+)
+
+
+# Changes with every revocation: an instance that caches active clients compares it, read at
+# most every few hundred ms, instead of checking each request's client (the partial index
+# ix_clients_revoked keeps it to the revoked clients' few index entries).
+_REVOCATIONS = text(
+    "SELECT count(revoked_at), max(revoked_at) FROM clients WHERE revoked_at IS NOT NULL"
 )
 
 
@@ -32,9 +40,10 @@ def create_client(*, session: Session, role: str, identifier: str, name: str) ->
     check = {
         PRESCRIBER: (is_rpps, "an RPPS number of 11 digits"),
         LAB: (is_finess, "a FINESS number of 9 digits"),
+        NURSE: (is_rpps, "an RPPS number of 11 digits"),
     }
     if role not in check:
-        raise ValidationFailed({"role": "must be 'prescriber' or 'lab'"})
+        raise ValidationFailed({"role": "must be 'prescriber', 'lab' or 'nurse'"})
     is_valid, expected = check[role]
     if not is_valid(identifier):
         raise ValidationFailed(
@@ -69,6 +78,11 @@ def active_actor(*, session: Session, client_id: str) -> Actor | None:
     """The caller behind a token, or None once its client is revoked."""
     row = session.connection().execute(_ACTIVE_CLIENT, {"client_id": client_id}).one_or_none()
     return Actor(*row) if row else None
+
+
+def revocations(*, session: Session) -> tuple:
+    """How many clients have been revoked, and the last revocation: changes when one more is."""
+    return tuple(session.connection().execute(_REVOCATIONS).one())
 
 
 def list_clients(*, session: Session) -> list[Client]:

@@ -20,13 +20,15 @@ from epu.errors import (
     PrescriptionNotFound,
     ValidationFailed,
 )
-from epu.identifiers import ins_pseudonym, is_ins, is_rpps
+from epu.identifiers import ins_pseudonym, is_ins, is_phone, is_rpps
 from epu.lines import check_line, context_with_labels, missing_context
 from epu.search import own_prescriptions
 from epu.statuses import ACTIVE, MAX_LINES, OPEN, REQUESTED
 from models import IdempotencyRecord, Line, Prescription
 from models.base import UTCDateTime, utcnow
 from models.db import writes
+
+MAX_COPIES = 10
 
 
 @dataclass(frozen=True)
@@ -132,9 +134,17 @@ def _check_result_return(result_return: dict[str, Any] | None) -> dict[str, str]
     if not result_return:
         return {}
     errors = {}
-    if "phone" in result_return.get("channels", []) and not result_return.get("phone"):
+    channels, phone = result_return.get("channels") or [], result_return.get("phone")
+    if len(channels) != len(set(channels)):
+        errors["result_return.channels"] = "each channel once"
+    if "phone" in channels and not phone:
         errors["result_return.phone"] = "required when results are returned by phone"
-    for index, copy in enumerate(result_return.get("copies_to") or []):
+    elif phone and not is_phone(phone):
+        errors["result_return.phone"] = "must be a phone number (0X XX XX XX XX or +country...)"
+    copies = result_return.get("copies_to") or []
+    if len(copies) > MAX_COPIES:
+        errors["result_return.copies_to"] = f"at most {MAX_COPIES} copies"
+    for index, copy in enumerate(copies[:MAX_COPIES]):
         if not is_rpps(copy["rpps"]):
             errors[f"result_return.copies_to[{index}].rpps"] = "must be an RPPS number (11 digits)"
     return errors

@@ -31,9 +31,13 @@ class Settings:
     token_ttl: int = 3600
     validity_days: int = 365
     failed_scan_limit: int = 20
+    lookup_limit: int = 30
     rate_limit: str = "1200/minute"
     redis_url: str | None = None
     max_body_bytes: int = 256 * 1024
+    # How long an instance may go on trusting a client it checked: a revoked client is refused
+    # on every instance within this delay (0: checked on every request).
+    revocation_check_seconds: float = 0.5
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -47,8 +51,10 @@ class Settings:
             token_ttl=_int("EPU_TOKEN_TTL", 3600),
             validity_days=_int("EPU_VALIDITY_DAYS", 365),
             failed_scan_limit=_int("EPU_FAILED_SCAN_LIMIT", 20),
+            lookup_limit=_int("EPU_LOOKUP_LIMIT", 30),
             rate_limit=os.environ.get("EPU_RATE_LIMIT", "1200/minute"),
             redis_url=os.environ.get("EPU_REDIS_URL") or None,
+            revocation_check_seconds=float(os.environ.get("EPU_REVOCATION_CHECK_SECONDS", 0.5)),
         )
 
     def derived_key(self, purpose: str) -> bytes:
