@@ -61,10 +61,11 @@ def _register_blueprints(app: Flask) -> None:
     from api.documents.routes import blp as documents
     from api.laboratory.routes import blp as laboratory
     from api.prescriptions.routes import blp as prescriptions
+    from api.subscriptions.routes import blp as subscriptions
 
     api = EpuApi(app)
     app.extensions["epu.api"] = api
-    for blueprint in (catalogue, prescriptions, laboratory, documents):
+    for blueprint in (catalogue, prescriptions, laboratory, documents, subscriptions):
         api.register_blueprint(blueprint)
     app.register_blueprint(health.blp)
     app.register_blueprint(oauth.blp)

@@ -27,6 +27,9 @@ DOMAIN_STATUS: dict[type[errors.DomainError], int] = {
     errors.LineNotRequested: 409,
     errors.StaleVersion: 412,
     errors.IdempotencyKeyReused: 422,
+    errors.SubscriptionNotFound: 404,
+    errors.TooManySubscriptions: 409,
+    errors.WebhookUrlRefused: 422,
 }
 
 HTTP_SLUGS = {

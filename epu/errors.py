@@ -90,3 +90,20 @@ class IdempotencyKeyReused(DomainError):
     slug = "idempotency_key_reused"
     title = "Idempotency key reused"
     detail = "This Idempotency-Key was already used with a different request body."
+
+
+class SubscriptionNotFound(DomainError):
+    slug = "not_found"
+    title = "Subscription not found"
+    detail = "No subscription with this id is available to you."
+
+
+class TooManySubscriptions(DomainError):
+    slug = "too_many_subscriptions"
+    title = "Too many subscriptions"
+    detail = "A client may hold at most 10 subscriptions: delete one first."
+
+
+class WebhookUrlRefused(ValidationFailed):
+    slug = "webhook_url_refused"
+    title = "Webhook URL refused"

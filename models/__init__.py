@@ -9,6 +9,9 @@ from models.tables import (
     IdempotencyRecord,
     Line,
     Prescription,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookSubscription,
 )
 
 __all__ = [
@@ -20,4 +23,7 @@ __all__ = [
     "IdempotencyRecord",
     "Line",
     "Prescription",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookSubscription",
 ]
