@@ -5,7 +5,7 @@ from http import HTTPStatus
 from flask import Flask, request
 from flask_smorest import Api
 
-from api import auth, errors, fhir, limits
+from api import auth, bodies, errors, fhir, limits
 from api.errors import PROBLEM, Problem
 from api.extensions import close_db_session
 from api.schemas import ProblemSchema
@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     _register_blueprints(app)
     errors.register(app)
     fhir.register_error_handlers(app)  # after errors.register: /fhir errors as OperationOutcome
+    app.before_request(bodies.check_request)
     app.before_request(_require_json_body)
     return app
 

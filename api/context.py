@@ -5,6 +5,8 @@ from flask import Response, current_app, request
 from api.errors import Problem
 from epu.settings import Settings
 
+MAX_DIGITS = 18  # a version number; a longer one matches nothing
+
 
 def settings() -> Settings:
     return current_app.extensions["epu.settings"]
@@ -35,4 +37,4 @@ def versions_in_if_match() -> set[int] | None:
         return None
     tags = request.if_match.as_set(include_weak=False)
     numbers = (tag[1:] for tag in tags if tag and tag.startswith("v"))
-    return {int(number) for number in numbers if number.isascii() and number.isdigit()}
+    return {int(n) for n in numbers if n.isascii() and n.isdigit() and len(n) <= MAX_DIGITS}

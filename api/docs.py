@@ -8,13 +8,16 @@ from api.errors import PROBLEM
 from api.schemas import ProblemSchema
 
 ALWAYS = {
+    400: "A query parameter or header is malformed (a NUL character, an Idempotency-Key over "
+    "200 characters)",
     401: "No valid bearer token",
     403: "The caller's role may not call this operation",
     429: "Too many requests from this client",
     503: "The database is busy or unreachable; retry after Retry-After seconds",
 }
 WITH_BODY = {
-    400: "The body is not valid JSON",
+    400: "The body is not valid JSON, or holds what no field may: nesting deeper than 64, NaN, "
+    "Infinity, a number beyond 2^53, a NUL character, a lone surrogate",
     413: "The body is too large",
     415: "The body is not JSON",
     422: "The request is not valid (see errors, keyed by field path)",

@@ -27,6 +27,10 @@ DOMAIN_STATUS: dict[type[errors.DomainError], int] = {
     errors.LineNotRequested: 409,
     errors.StaleVersion: 412,
     errors.IdempotencyKeyReused: 422,
+    errors.ExecutionCompleted: 409,
+    errors.ProposalNotFound: 404,
+    errors.ProposalPending: 409,
+    errors.ProposalNotPending: 409,
     errors.SubscriptionNotFound: 404,
     errors.TooManySubscriptions: 409,
     errors.WebhookUrlRefused: 422,
@@ -78,6 +82,7 @@ def problem_response(
     *,
     errors_by_field: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
+    members: dict[str, Any] | None = None,
 ) -> Response:
     body: dict[str, Any] = {
         "type": TYPE_BASE + slug,
@@ -88,6 +93,7 @@ def problem_response(
     }
     if errors_by_field:
         body["errors"] = errors_by_field
+    body.update(members or {})
     response = Response(json.dumps(body), status=status, mimetype=PROBLEM)
     response.headers.update(headers or {})
     return response
@@ -119,7 +125,14 @@ def flatten(messages: Any, prefix: str = "") -> dict[str, str]:
 def _from_domain(error: errors.DomainError) -> Response:
     status = DOMAIN_STATUS.get(type(error), 400)
     fields = error.errors if isinstance(error, errors.ValidationFailed) else None
-    return problem_response(status, error.slug, error.title, error.detail, errors_by_field=fields)
+    return problem_response(
+        status,
+        error.slug,
+        error.title,
+        error.detail,
+        errors_by_field=fields,
+        members=error.members,
+    )
 
 
 def _from_problem(error: Problem) -> Response:

@@ -8,9 +8,10 @@ class DomainError(Exception):
     title = "Request refused"
     detail = ""
 
-    def __init__(self, detail: str | None = None):
+    def __init__(self, detail: str | None = None, **members: str):
         super().__init__(detail or self.detail)
         self.detail = detail or self.detail
+        self.members = members  # extra fields a client may read (e.g. a proposal's status)
 
 
 class ValidationFailed(DomainError):
@@ -90,6 +91,34 @@ class IdempotencyKeyReused(DomainError):
     slug = "idempotency_key_reused"
     title = "Idempotency key reused"
     detail = "This Idempotency-Key was already used with a different request body."
+
+
+class ExecutionCompleted(DomainError):
+    slug = "prescription_completed"
+    title = "Prescription completed"
+    detail = "This laboratory has completed this prescription: nothing is left to carry out."
+
+
+class NotExpirable(DomainError):
+    slug = "not_expirable"
+    title = "Only an active prescription expires"
+
+
+class ProposalNotFound(DomainError):
+    slug = "not_found"
+    title = "Proposal not found"
+    detail = "No proposal with this id in this prescription."
+
+
+class ProposalPending(DomainError):
+    slug = "proposal_pending"
+    title = "A proposal awaits the prescriber's answer"
+
+
+class ProposalNotPending(DomainError):
+    slug = "proposal_not_pending"
+    title = "The proposal is no longer pending"
+    detail = "This proposal has already been answered, withdrawn or superseded."
 
 
 class SubscriptionNotFound(DomainError):

@@ -4,13 +4,15 @@ import hashlib
 import hmac
 import re
 
-_INS = re.compile(r"^[12378]\d{4}(\d{2}|2A|2B)\d{6}\d{2}$")
-_LOINC = re.compile(r"^(\d{1,7})-(\d)$")
+_INS = re.compile(r"^[12378]\d{4}(\d{2}|2A|2B)\d{6}\d{2}$", re.ASCII)
+_LOINC = re.compile(r"^(\d{1,7})-(\d)$", re.ASCII)
+_PHONE_SEPARATORS = re.compile(r"[ .\-()]")
+_PHONE = re.compile(r"^(\+[1-9]\d{7,14}|0\d{9})$", re.ASCII)
 _CORSICA = {"2A": "19", "2B": "18"}  # the NIR key treats 2A as 19 and 2B as 18
 
 
 def luhn_valid(digits: str) -> bool:
-    if not digits.isdigit():
+    if not (digits.isascii() and digits.isdigit()):
         return False
     total = 0
     for position, char in enumerate(reversed(digits)):
@@ -19,6 +21,11 @@ def luhn_valid(digits: str) -> bool:
             value = value * 2 - 9 if value > 4 else value * 2
         total += value
     return total % 10 == 0
+
+
+def is_phone(value: str) -> bool:
+    """A French number (0 and 9 digits) or an international one (+ and 8 to 15 digits)."""
+    return len(value) <= 30 and bool(_PHONE.match(_PHONE_SEPARATORS.sub("", value)))
 
 
 def is_rpps(value: str) -> bool:

@@ -5,31 +5,22 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from epu import catalogue as catalogues
-from epu import codes, views
+from epu import codes, lifecycle, views
 from epu.actors import Actor
 from epu.audit import record
 from epu.errors import (
-    HeldByAnotherLaboratory,
     InvalidPrescriptionCode,
     LineNotRequested,
     PatientMismatch,
-    PrescriptionCancelled,
-    PrescriptionCompleted,
-    PrescriptionExpired,
     PrescriptionNotFound,
     StaleVersion,
     ValidationFailed,
 )
 from epu.identifiers import ins_pseudonym, is_ins
 from epu.lines import check_line
-from epu.prescriptions import apply_expiry, find, find_visible, new_line, touch
+from epu.prescriptions import apply_expiry, find, new_line, parse_code, role, touch
 from epu.statuses import (
-    ACTIVE,
-    CANCELLED,
-    COMPLETED,
     DONE,
-    EXPIRED,
-    IN_PROGRESS,
     NOT_DONE,
     REMOVED,
     REPLACED,
@@ -37,12 +28,6 @@ from epu.statuses import (
 )
 from models import Line, Prescription
 from models.db import writes
-
-_REFUSALS = {
-    CANCELLED: PrescriptionCancelled,
-    COMPLETED: PrescriptionCompleted,
-    EXPIRED: PrescriptionExpired,
-}
 
 
 def normalise_scanned(raw: str) -> str:
@@ -72,14 +57,17 @@ def take(
         raise PrescriptionNotFound()
     apply_expiry(session, prescription)
     try:
-        _check_takeable(prescription, actor)
+        next_status = lifecycle.check(
+            prescription.status, lifecycle.TAKE, role(prescription, actor)
+        )
         ins_match = _check_patient(prescription, patient_ins, ins_key)
     except Exception:
         session.commit()  # keeps a just-recorded expiry
         raise
-    if prescription.status == ACTIVE:
-        prescription.status = IN_PROGRESS
+    if next_status != prescription.status:
+        prescription.status = next_status
         prescription.lab_id = actor.client_pk
+        prescription.last_lab_id = actor.client_pk
         prescription.lab_finess = actor.identifier
         prescription.lab_name = actor.name
         touch(prescription)
@@ -93,13 +81,6 @@ def take(
     return body
 
 
-def _check_takeable(prescription: Prescription, actor: Actor) -> None:
-    if prescription.status in _REFUSALS:
-        raise _REFUSALS[prescription.status]()
-    if prescription.status == IN_PROGRESS and prescription.lab_id != actor.client_pk:
-        raise HeldByAnotherLaboratory()
-
-
 def _check_patient(prescription: Prescription, patient_ins: str | None, key: bytes) -> bool | None:
     if patient_ins is None or prescription.ins_pseudonym is None:
         return None
@@ -111,9 +92,9 @@ def _check_patient(prescription: Prescription, patient_ins: str | None, key: byt
 @writes
 def release(*, session: Session, actor: Actor, code: str) -> dict[str, Any]:
     """The patient went elsewhere: the prescription is active again for any laboratory."""
-    prescription = _held(session, actor, code)
+    prescription = _held(session, actor, code, lifecycle.RELEASE)
+    prescription.status = lifecycle.check(prescription.status, lifecycle.RELEASE, lifecycle.HOLDER)
     _end_hold(prescription, forget_laboratory=True)
-    prescription.status = ACTIVE
     touch(prescription)
     record(session, prescription, "released", actor, {})
     body = views.full(prescription, actor)
@@ -121,10 +102,12 @@ def release(*, session: Session, actor: Actor, code: str) -> dict[str, Any]:
     return body
 
 
-def _held(session: Session, actor: Actor, code: str) -> Prescription:
-    prescription = find_visible(session, actor, code, lock=True)
-    if prescription.status != IN_PROGRESS:
+def _held(session: Session, actor: Actor, code: str, action: str) -> Prescription:
+    """The prescription this laboratory holds, locked, when the table allows `action`."""
+    prescription = find(session, parse_code(code), lock=True)
+    if prescription is None:
         raise PrescriptionNotFound()
+    lifecycle.check(prescription.status, action, role(prescription, actor))
     return prescription
 
 
@@ -133,6 +116,7 @@ def _end_hold(prescription: Prescription, *, forget_laboratory: bool) -> None:
     if forget_laboratory:
         prescription.lab_finess = None
         prescription.lab_name = None
+        prescription.last_lab_id = None
 
 
 @writes
@@ -148,7 +132,7 @@ def modify(
 
     `if_match` holds the versions the client read (None: any version, as `If-Match: *`).
     """
-    prescription = _held(session, actor, code)
+    prescription = _held(session, actor, code, lifecycle.APPLY)
     if if_match is not None and prescription.version not in if_match:
         session.rollback()
         raise StaleVersion()
@@ -227,7 +211,7 @@ def report(
     *, session: Session, actor: Actor, code: str, outcomes: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """Exams done or not done; when none is left requested, this execution ends."""
-    prescription = _held(session, actor, code)
+    prescription = _held(session, actor, code, lifecycle.REPORT)
     lines = {line.line_id: line for line in prescription.lines}
     _validate_outcomes(outcomes, lines)
     for outcome in outcomes:
@@ -287,10 +271,10 @@ def _end_execution(session: Session, prescription: Prescription, actor: Actor) -
                 {"line": line.line_id, "renewals_left": line.renewals_left},
             )
     _end_hold(prescription, forget_laboratory=False)
-    if any(line.status == REQUESTED for line in prescription.lines):
-        prescription.status = ACTIVE
-    else:
-        prescription.status = COMPLETED
+    renewed = any(line.status == REQUESTED for line in prescription.lines)
+    action = lifecycle.RENEW if renewed else lifecycle.COMPLETE
+    prescription.status = lifecycle.check(prescription.status, action, lifecycle.SYSTEM)
+    if not renewed:
         record(session, prescription, "completed", actor, {})
 
 

@@ -8,6 +8,10 @@ from epu.identifiers import is_loinc
 from epu.instructions import PATIENT_INSTRUCTIONS
 from epu.statuses import MAX_RENEWALS
 
+MAX_CONTEXT_ITEMS = 20
+MAX_CONTEXT_VALUE = 200
+MAX_INSTRUCTIONS = 10
+
 FREE_TEXT_HINT = 'send the exam as a free-text line ({"text": "..."}) instead'
 
 
@@ -24,7 +28,9 @@ def check_line(line: dict[str, Any], path: str, catalogue: Catalogue) -> dict[st
     renewals = line.get("renewals", 0)
     if not 0 <= renewals <= MAX_RENEWALS:
         errors[f"{path}.renewals"] = f"must be between 0 and {MAX_RENEWALS}"
-    for index, code in enumerate(line.get("patient_instructions") or []):
+    if len(line.get("patient_instructions") or []) > MAX_INSTRUCTIONS:
+        errors[f"{path}.patient_instructions"] = f"at most {MAX_INSTRUCTIONS} instructions"
+    for index, code in enumerate((line.get("patient_instructions") or [])[:MAX_INSTRUCTIONS]):
         if code not in PATIENT_INSTRUCTIONS:
             errors[f"{path}.patient_instructions[{index}]"] = (
                 f"{code!r} is not a patient instruction code (MED-1160 to MED-1165)"
@@ -37,8 +43,13 @@ def _check_context(line: dict[str, Any], path: str, catalogue: Catalogue) -> dic
     errors: dict[str, str] = {}
     entry = catalogue.get(line.get("loinc") or "")
     expected = {item["code"]: item for item in entry.required_context} if entry else {}
-    for index, item in enumerate(line.get("context") or []):
+    context = line.get("context") or []
+    if len(context) > MAX_CONTEXT_ITEMS:
+        errors[f"{path}.context"] = f"at most {MAX_CONTEXT_ITEMS} context items"
+    for index, item in enumerate(context[:MAX_CONTEXT_ITEMS]):
         item_path = f"{path}.context[{index}]"
+        if isinstance(item["value"], str) and len(item["value"]) > MAX_CONTEXT_VALUE:
+            errors[f"{item_path}.value"] = f"at most {MAX_CONTEXT_VALUE} characters"
         if not is_loinc(item["code"]):
             errors[f"{item_path}.code"] = f"{item['code']!r} is not a LOINC code"
         elif expected.get(item["code"], {}).get("type") == "date" and not is_iso_date(

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from epu import catalogue as catalogues
-from epu import codes, views
+from epu import codes, lifecycle, views
 from epu.actors import Actor
 from epu.audit import record
 from epu.errors import (
@@ -20,13 +20,15 @@ from epu.errors import (
     PrescriptionNotFound,
     ValidationFailed,
 )
-from epu.identifiers import ins_pseudonym, is_ins, is_rpps
+from epu.identifiers import ins_pseudonym, is_ins, is_phone, is_rpps
 from epu.lines import check_line, context_with_labels, missing_context
 from epu.search import own_prescriptions
-from epu.statuses import ACTIVE, CANCELLED, EXPIRED, IN_PROGRESS, MAX_LINES, OPEN, REQUESTED
+from epu.statuses import ACTIVE, MAX_LINES, OPEN, REQUESTED
 from models import IdempotencyRecord, Line, Prescription
 from models.base import UTCDateTime, utcnow
 from models.db import writes
+
+MAX_COPIES = 10
 
 
 @dataclass(frozen=True)
@@ -132,9 +134,17 @@ def _check_result_return(result_return: dict[str, Any] | None) -> dict[str, str]
     if not result_return:
         return {}
     errors = {}
-    if "phone" in result_return.get("channels", []) and not result_return.get("phone"):
+    channels, phone = result_return.get("channels") or [], result_return.get("phone")
+    if len(channels) != len(set(channels)):
+        errors["result_return.channels"] = "each channel once"
+    if "phone" in channels and not phone:
         errors["result_return.phone"] = "required when results are returned by phone"
-    for index, copy in enumerate(result_return.get("copies_to") or []):
+    elif phone and not is_phone(phone):
+        errors["result_return.phone"] = "must be a phone number (0X XX XX XX XX or +country...)"
+    copies = result_return.get("copies_to") or []
+    if len(copies) > MAX_COPIES:
+        errors["result_return.copies_to"] = f"at most {MAX_COPIES} copies"
+    for index, copy in enumerate(copies[:MAX_COPIES]):
         if not is_rpps(copy["rpps"]):
             errors[f"result_return.copies_to[{index}].rpps"] = "must be an RPPS number (11 digits)"
     return errors
@@ -288,11 +298,19 @@ def find(
     return session.scalar(query)
 
 
+def role(prescription: Prescription, actor: Actor) -> str | None:
+    """The caller's role in the lifecycle table, relative to this prescription."""
+    return lifecycle.role_of(
+        actor=actor,
+        prescriber_id=prescription.prescriber_id,
+        lab_id=prescription.lab_id,
+        last_lab_id=prescription.last_lab_id,
+    )
+
+
 def can_see(prescription: Prescription, actor: Actor) -> bool:
-    """A prescriber sees its own prescriptions; a laboratory those it holds."""
-    if actor.is_prescriber:
-        return prescription.prescriber_id == actor.client_pk
-    return prescription.lab_id == actor.client_pk
+    """Its prescriber; the laboratory holding it, or the one that executed it last."""
+    return lifecycle.allows(prescription.status, lifecycle.READ, role(prescription, actor))
 
 
 def find_visible(
@@ -307,9 +325,11 @@ def find_visible(
 def apply_expiry(session: Session, prescription: Prescription, now: datetime | None = None) -> bool:
     """Mark an active prescription past its validity as expired; True when it changed."""
     now = now or utcnow()
-    if prescription.status != ACTIVE or prescription.expires_at > now:
+    if prescription.expires_at > now:
         return False
-    prescription.status = EXPIRED
+    if not lifecycle.allows(prescription.status, lifecycle.EXPIRE, lifecycle.SYSTEM):
+        return False
+    prescription.status = lifecycle.check(prescription.status, lifecycle.EXPIRE, lifecycle.SYSTEM)
     touch(prescription, now)
     record(
         session, prescription, "expired", None, {"expires_at": prescription.expires_at.isoformat()}
@@ -362,17 +382,26 @@ def expire_now(*, session: Session, code: str) -> None:
 
 # The poll's one row, as a plain statement compiled once (the ORM's per-call work doubled it).
 _POLL_ROW = text(
-    "SELECT version, prescriber_id, lab_id, status, expires_at FROM prescriptions"
+    "SELECT version, prescriber_id, lab_id, last_lab_id, status, expires_at FROM prescriptions"
     " WHERE code = :code"
 ).columns(
-    version=Integer, prescriber_id=Integer, lab_id=Integer, status=String, expires_at=UTCDateTime
+    version=Integer,
+    prescriber_id=Integer,
+    lab_id=Integer,
+    last_lab_id=Integer,
+    status=String,
+    expires_at=UTCDateTime,
 )
 
 
 def _row_visible(row, actor: Actor) -> bool:
-    if actor.is_prescriber:
-        return row.prescriber_id == actor.client_pk
-    return row.lab_id == actor.client_pk
+    caller = lifecycle.role_of(
+        actor=actor,
+        prescriber_id=row.prescriber_id,
+        lab_id=row.lab_id,
+        last_lab_id=row.last_lab_id,
+    )
+    return lifecycle.allows(row.status, lifecycle.READ, caller)
 
 
 def list_own(
@@ -404,17 +433,16 @@ def cancel(*, session: Session, actor: Actor, code: str, reason: str) -> dict[st
     """Cancel while no laboratory holds it; cancelling twice is harmless."""
     prescription = find_visible(session, actor, code, lock=True)
     apply_expiry(session, prescription)
-    if prescription.status == CANCELLED:
+    try:
+        next_status = lifecycle.check(prescription.status, lifecycle.CANCEL, lifecycle.PRESCRIBER)
+    except NotCancellable:
+        session.commit()  # keeps a just-recorded expiry
+        raise
+    if next_status == prescription.status:
         body = views.full(prescription, actor)
         session.commit()
         return body
-    if prescription.status != ACTIVE:
-        session.commit()
-        why = {IN_PROGRESS: "a laboratory has taken charge of it"}.get(
-            prescription.status, f"it is {prescription.status}"
-        )
-        raise NotCancellable(f"The prescription cannot be cancelled: {why}.")
-    prescription.status = CANCELLED
+    prescription.status = next_status
     touch(prescription)
     record(session, prescription, "cancelled", actor, {"reason": reason})
     body = views.full(prescription, actor)

@@ -6,7 +6,7 @@ validity shows as expired without a write.
 
 import base64
 from collections.abc import Callable, Collection, Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, false, or_, select
@@ -20,18 +20,28 @@ from models import Prescription
 from models.base import utcnow
 
 COMPARISONS = ("gt", "ge", "lt", "le")
+SEARCHABLE_FROM = datetime(1900, 1, 1, tzinfo=UTC)
+SEARCHABLE_UNTIL = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 def encode_cursor(updated_at: datetime, pk: int) -> str:
     return base64.urlsafe_b64encode(f"{updated_at.isoformat()}|{pk}".encode()).decode()
 
 
+def in_searchable_range(moment: datetime) -> bool:
+    """Moments a search may compare with: aware, and convertible to UTC either way."""
+    return moment.tzinfo is not None and SEARCHABLE_FROM <= moment <= SEARCHABLE_UNTIL
+
+
 def decode_cursor(cursor: str) -> tuple[datetime, int]:
     try:
         moment, pk = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return datetime.fromisoformat(moment), int(pk)
+        decoded = datetime.fromisoformat(moment), int(pk[:20])
     except (ValueError, UnicodeDecodeError) as error:
         raise ValidationFailed({"cursor": "not a cursor returned by this endpoint"}) from error
+    if not in_searchable_range(decoded[0]) or not 0 < decoded[1] < 2**63 or len(pk) > 19:
+        raise ValidationFailed({"cursor": "not a cursor returned by this endpoint"})
+    return decoded
 
 
 def own_prescriptions(
@@ -60,6 +70,8 @@ def own_prescriptions(
     if statuses is not None:
         query = query.where(_status_condition(set(statuses), now))
     for comparison, moment in updated:
+        if not in_searchable_range(moment):
+            raise ValidationFailed({"updated_since": "out of range (years 1900 to 9000)"})
         query = query.where(_updated_condition(comparison, moment))
     if cursor:
         moment, pk = decode_cursor(cursor)

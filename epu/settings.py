@@ -42,6 +42,9 @@ class Settings:
     rate_limit: str = "1200/minute"
     redis_url: str | None = None
     max_body_bytes: int = 256 * 1024
+    # How long an instance may go on trusting a client it checked: a revoked client is refused
+    # on every instance within this delay (0: checked on every request).
+    revocation_check_seconds: float = 0.5
     webhooks: "WebhookSettings" = field(default_factory=lambda: WebhookSettings())
 
     @classmethod
@@ -58,6 +61,7 @@ class Settings:
             failed_scan_limit=_int("EPU_FAILED_SCAN_LIMIT", 20),
             rate_limit=os.environ.get("EPU_RATE_LIMIT", "1200/minute"),
             redis_url=os.environ.get("EPU_REDIS_URL") or None,
+            revocation_check_seconds=float(os.environ.get("EPU_REVOCATION_CHECK_SECONDS", 0.5)),
             webhooks=WebhookSettings.from_env(),
         )
 

@@ -1,14 +1,21 @@
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, false, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, utcnow
 
+_ACTIVE = text("status = 'active'")
+_CLOSED = text("status IN ('completed', 'cancelled', 'expired')")
+_REVOKED = text("revoked_at IS NOT NULL")
+
 
 class Client(Base):
     __tablename__ = "clients"
+    __table_args__ = (
+        Index("ix_clients_revoked", "revoked_at", postgresql_where=_REVOKED, sqlite_where=_REVOKED),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     client_id: Mapped[str] = mapped_column(String(64), unique=True)
@@ -49,7 +56,18 @@ class Prescription(Base):
     __tablename__ = "prescriptions"
     __table_args__ = (
         Index("ix_prescriptions_prescriber_updated", "prescriber_id", "updated_at", "id"),
-        Index("ix_prescriptions_status_expires", "status", "expires_at"),
+        Index(  # the expiry command's: active prescriptions only
+            "ix_prescriptions_active_expires",
+            "expires_at",
+            postgresql_where=_ACTIVE,
+            sqlite_where=_ACTIVE,
+        ),
+        Index(  # the purge's: closed prescriptions only
+            "ix_prescriptions_closed_updated",
+            "updated_at",
+            postgresql_where=_CLOSED,
+            sqlite_where=_CLOSED,
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -68,6 +86,8 @@ class Prescription(Base):
     lab_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id"))
     lab_finess: Mapped[str | None] = mapped_column(String(9))
     lab_name: Mapped[str | None] = mapped_column(String(200))
+    # The laboratory that took it last: it keeps reading what it did until another takes it.
+    last_lab_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id"))
     sharing_withheld: Mapped[bool] = mapped_column(default=False)
     catalogue_version_id: Mapped[int | None] = mapped_column(ForeignKey("catalogue_versions.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -76,6 +96,12 @@ class Prescription(Base):
     lines: Mapped[list["Line"]] = relationship(
         back_populates="prescription",
         order_by="Line.position",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
+    proposals: Mapped[list["Proposal"]] = relationship(
+        back_populates="prescription",
+        order_by="Proposal.id",
         cascade="all, delete-orphan",
         passive_deletes=True,
     )
@@ -91,13 +117,17 @@ class Line(Base):
     )
     line_id: Mapped[str] = mapped_column(String(8))
     position: Mapped[int]
-    loinc: Mapped[str | None] = mapped_column(String(10), index=True)
+    loinc: Mapped[str | None] = mapped_column(String(10))  # not selective: no index
     label: Mapped[str | None] = mapped_column(String(300))
     text: Mapped[str | None] = mapped_column(Text)
     context: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     urgent: Mapped[bool] = mapped_column(default=False)
     ald: Mapped[bool] = mapped_column(default=False)
     prevention: Mapped[bool] = mapped_column(default=False)
+    work_accident: Mapped[bool] = mapped_column(default=False, server_default=false())
+    not_reimbursable: Mapped[bool] = mapped_column(default=False, server_default=false())
+    off_nomenclature: Mapped[bool] = mapped_column(default=False, server_default=false())
+    urgent_reason: Mapped[str | None] = mapped_column(Text)
     renewals: Mapped[int] = mapped_column(default=0)
     renewals_left: Mapped[int] = mapped_column(default=0)
     patient_instructions: Mapped[list[str]] = mapped_column(JSON, default=list)
@@ -108,6 +138,35 @@ class Line(Base):
     replaces: Mapped[str | None] = mapped_column(String(8))
     outcome_reason: Mapped[str | None] = mapped_column(Text)
     prescription: Mapped[Prescription] = relationship(back_populates="lines")
+
+
+class Proposal(Base):
+    """A laboratory's change: pending until the prescriber answers, or applied at once."""
+
+    __tablename__ = "proposals"
+    __table_args__ = (
+        UniqueConstraint("prescription_id", "proposal_id"),
+        Index("ix_proposals_prescriber_inbox", "prescriber_id", "status", "id"),
+        Index("ix_proposals_lab_inbox", "lab_id", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prescription_id: Mapped[int] = mapped_column(
+        ForeignKey("prescriptions.id", ondelete="CASCADE"), index=True
+    )
+    proposal_id: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(12))
+    mode: Mapped[str] = mapped_column(String(24))
+    changes: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    reason: Mapped[str | None] = mapped_column(Text)
+    comment: Mapped[str | None] = mapped_column(Text)
+    prescriber_id: Mapped[int] = mapped_column(ForeignKey("clients.id"))
+    lab_id: Mapped[int] = mapped_column(ForeignKey("clients.id"))
+    lab_finess: Mapped[str] = mapped_column(String(9))
+    lab_name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    answered_at: Mapped[datetime | None]
+    prescription: Mapped[Prescription] = relationship(back_populates="proposals")
 
 
 class Event(Base):

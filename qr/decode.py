@@ -11,6 +11,7 @@ import zxingcpp
 from PIL import Image
 
 DEFAULT_MAX_PIXELS = 40_000_000
+MAX_SIDE = 65_535  # the decoder's limit on either side
 
 _SIGNATURES = {
     b"\x89PNG\r\n\x1a\n": "PNG",
@@ -67,6 +68,8 @@ def _open_lazily(image_bytes: bytes, max_pixels: int) -> Image.Image:
     if image.format not in _ACCEPTED_FORMATS:
         raise UnsupportedImage("only PNG and JPEG images are accepted")
     width, height = image.size
+    if width > MAX_SIDE or height > MAX_SIDE:
+        raise ImageTooLarge(f"image is {width}x{height} pixels, wider or taller than {MAX_SIDE}")
     if width * height > max_pixels:
         raise ImageTooLarge(f"image has {width}x{height} pixels, more than {max_pixels}")
     return image

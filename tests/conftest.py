@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, delete, text
 from epu import catalogue, clients
 from epu.settings import Settings
 from migrations import upgrade
-from models import Client, Event, IdempotencyRecord, Line, Prescription
+from models import Client, Event, IdempotencyRecord, Line, Prescription, Proposal
 from models.db import make_engine, make_session_factory
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -74,7 +74,7 @@ def clean_database(session_factory):
     """Each test starts with no clients and no prescriptions (the catalogue stays)."""
     yield
     with session_factory() as session:
-        for model in (IdempotencyRecord, Event, Line, Prescription, Client):
+        for model in (IdempotencyRecord, Event, Proposal, Line, Prescription, Client):
             session.execute(delete(model))
         session.commit()
 

@@ -8,6 +8,7 @@ from flask import request
 
 from api.fhir.outcome import FhirError, Issue
 from api.fhir.wire import absolute
+from epu.search import in_searchable_range
 
 SEARCH_PARAMETERS = {
     "ServiceRequest": (
@@ -103,6 +104,8 @@ def last_updated(args: dict[str, list[str]]) -> list[tuple[str, datetime]]:
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
         step = _precision(match)
+        if not in_searchable_range(moment):
+            raise bad(f"_lastUpdated {value!r} is out of range.", "_lastUpdated")
         start, end = moment, moment + step
         comparisons += {
             "eq": [("ge", start), ("lt", end)],
@@ -136,7 +139,7 @@ def count(args: dict[str, list[str]]) -> int:
     value = one(args, "_count")
     if value is None:
         return DEFAULT_COUNT
-    if not value.isdigit() or not 1 <= int(value) <= MAX_COUNT:
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_COUNT:
         raise bad(f"_count is a number from 1 to {MAX_COUNT}.", "_count")
     return int(value)
 

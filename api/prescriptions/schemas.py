@@ -58,8 +58,10 @@ def refuse_identity(data, allowed: set[str]):
 
 
 class ContextItemIn(Schema):
-    code = fields.String(required=True, metadata={"example": "8665-2"})
-    value = Scalar(required=True, metadata={"example": "2026-11-02"})
+    code = fields.String(
+        required=True, validate=validate.Length(max=10), metadata={"example": "8665-2"}
+    )
+    value = Scalar(required=True, metadata={"example": "2026-11-02", "maxLength": 200})
 
 
 class LineIn(Schema):
@@ -81,7 +83,9 @@ class LineIn(Schema):
         strict=True, load_default=0, metadata={"minimum": 0, "maximum": MAX_RENEWALS}
     )
     patient_instructions = fields.List(
-        fields.String(), load_default=list, validate=validate.Length(max=10)
+        fields.String(validate=validate.Length(max=10)),
+        load_default=list,
+        validate=validate.Length(max=10),
     )
     sampling_instructions = fields.String(allow_none=True, validate=validate.Length(max=1000))
     comment = fields.String(allow_none=True, validate=validate.Length(max=1000))
@@ -111,7 +115,9 @@ class CopyToIn(Schema):
 
 class ResultReturnIn(Schema):
     channels = fields.List(
-        fields.String(validate=validate.OneOf(RESULT_CHANNELS)), load_default=list
+        fields.String(validate=validate.OneOf(RESULT_CHANNELS)),
+        load_default=list,
+        validate=validate.Length(max=len(RESULT_CHANNELS)),
     )
     phone = fields.String(allow_none=True, validate=validate.Length(max=30))
     copies_to = fields.List(

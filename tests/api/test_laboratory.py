@@ -375,3 +375,41 @@ def test_a_laboratory_that_held_it_never_learns_which_laboratory_took_it_next(
     text = history.get_data(as_text=True)
     assert "750000010" not in text and "Marais" not in text
     assert "130000029" in text
+
+
+def test_the_laboratory_keeps_reading_what_it_completed_and_a_retry_is_told_it_is_done(
+    http, prescriber, lab, other_lab
+):
+    body = prescription_body(lines=[{"loinc": BLOOD_COUNT}, {"loinc": PROLACTIN}])
+    code = http.post("/api/v1/prescriptions", json=body, headers=prescriber.headers).json["code"]
+    scan(http, lab, code)
+    outcomes = ({"line_id": "L1", "outcome": "done"}, {"line_id": "L2", "outcome": "done"})
+    assert done(http, lab, code, *outcomes).json["status"] == "completed"
+    for path in ("", "/status", "/history"):
+        response = http.get(f"/api/v1/prescriptions/{code}{path}", headers=lab.headers)
+        assert response.status_code == 200, path
+    assert (
+        http.get(f"/api/v1/prescriptions/{code}", headers=lab.headers).json["lines"][0]["status"]
+        == "done"
+    )
+    retry = done(http, lab, code, *outcomes)
+    assert retry.status_code == 409 and retry.json["code"] == "prescription_completed"
+    stranger = done(http, other_lab, code, *outcomes)
+    assert stranger.status_code == 404
+    assert http.get(f"/api/v1/prescriptions/{code}", headers=other_lab.headers).status_code == 404
+
+
+def test_the_laboratory_loses_sight_of_a_renewal_another_laboratory_takes(
+    http, prescriber, lab, other_lab
+):
+    body = prescription_body(lines=[{"loinc": BLOOD_COUNT, "renewals": 1}])
+    code = http.post("/api/v1/prescriptions", json=body, headers=prescriber.headers).json["code"]
+    scan(http, lab, code)
+    assert done(http, lab, code, {"line_id": "L1", "outcome": "done"}).json["status"] == "active"
+    assert http.get(f"/api/v1/prescriptions/{code}/status", headers=lab.headers).status_code == 200
+    early = done(http, lab, code, {"line_id": "L1", "outcome": "done"})
+    assert early.status_code == 409 and early.json["code"] == "not_held"
+    scan(http, other_lab, code)
+    for path in ("", "/status"):
+        response = http.get(f"/api/v1/prescriptions/{code}{path}", headers=lab.headers)
+        assert response.status_code == 404, path

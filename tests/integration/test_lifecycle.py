@@ -1,0 +1,178 @@
+"""Every cell of the lifecycle table, walked through the real use cases.
+
+For each reachable (state, role), a fresh prescription is brought to that state and every action
+that role may attempt is called: the use case must end in the state the table names, or raise
+the refusal it names. The README's page is the same table, rendered.
+"""
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from epu import clients, errors, history, laboratory, lifecycle, prescriptions
+from epu.actors import Actor
+from epu.statuses import ACTIVE, CANCELLED, COMPLETED, EXPIRED, IN_PROGRESS
+from models import Prescription
+from models.base import utcnow
+from tests.factories import BLOOD_COUNT, PROLACTIN, prescription_body
+
+KEY = b"k" * 32
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+class World:
+    """A prescriber, the laboratory that takes the prescriptions, and another laboratory."""
+
+    def __init__(self, session):
+        self.session = session
+        self.doctor = self._actor("prescriber", "10005688790", "Dr Amélie Thomas")
+        self.lab = self._actor("lab", "130000029", "Laboratoire des Calanques")
+        self.other_lab = self._actor("lab", "750000010", "Laboratoire du Marais")
+
+    def _actor(self, role, identifier, name) -> Actor:
+        client, _ = clients.create_client(
+            session=self.session, role=role, identifier=identifier, name=name
+        )
+        return Actor(client.id, client.role, client.identifier, client.name)
+
+    def new(self, renewals: int = 0) -> str:
+        data = prescription_body(
+            lines=[{"loinc": BLOOD_COUNT, "renewals": renewals}, {"loinc": PROLACTIN}]
+        )
+        data["patient"]["birth_date"] = date.fromisoformat(data["patient"]["birth_date"])
+        created = prescriptions.create(
+            session=self.session, actor=self.doctor, data=data, ins_key=KEY, validity_days=365
+        )
+        return created.body["code"]
+
+    def take(self, code: str) -> None:
+        laboratory.take(session=self.session, actor=self.lab, code=code, ins_key=KEY)
+
+    def report_all(self, code: str) -> None:
+        outcomes = [
+            {"line_id": line_id, "outcome": "done", "reason": None} for line_id in ("L1", "L2")
+        ]
+        laboratory.report(session=self.session, actor=self.lab, code=code, outcomes=outcomes)
+
+    def expire(self, code: str) -> None:
+        self.session.execute(
+            update(Prescription)
+            .where(Prescription.code == code)
+            .values(expires_at=utcnow() - timedelta(days=1))
+        )
+        self.session.commit()
+        history.expire_due(session=self.session)
+
+    def status(self, code: str) -> str:
+        found = self.session.scalar(select(Prescription.status).where(Prescription.code == code))
+        self.session.rollback()
+        return found
+
+    def reach(self, state: str, role: str) -> tuple[str, Actor]:
+        """A prescription in `state`, and an actor who has `role` towards it."""
+        former = role == lifecycle.FORMER
+        code = self.new(renewals=1 if former and state != COMPLETED else 0)
+        if former or state in (IN_PROGRESS, COMPLETED):
+            self.take(code)
+        if former or state == COMPLETED:
+            self.report_all(code)  # completed, or active again for the renewal
+        if state == CANCELLED:
+            prescriptions.cancel(session=self.session, actor=self.doctor, code=code, reason="x")
+        if state == EXPIRED:
+            self.expire(code)
+        assert self.status(code) == state
+        actor = {
+            lifecycle.PRESCRIBER: self.doctor,
+            lifecycle.HOLDER: self.lab,
+            lifecycle.FORMER: self.lab,
+            lifecycle.LAB: self.other_lab,
+        }[role]
+        return code, actor
+
+
+def _change(session, actor, code):
+    return laboratory.modify(
+        session=session,
+        actor=actor,
+        code=code,
+        if_match=None,
+        changes=[{"op": "remove", "line_id": "L2", "reason": "fait hier", "line": None}],
+    )
+
+
+DRIVERS = {
+    lifecycle.READ: lambda s, a, c: prescriptions.read(session=s, actor=a, code=c),
+    lifecycle.TAKE: lambda s, a, c: laboratory.take(session=s, actor=a, code=c, ins_key=KEY),
+    lifecycle.RELEASE: lambda s, a, c: laboratory.release(session=s, actor=a, code=c),
+    lifecycle.APPLY: _change,
+    lifecycle.REPORT: lambda s, a, c: laboratory.report(
+        session=s, actor=a, code=c, outcomes=[{"line_id": "L1", "outcome": "done"}]
+    ),
+    lifecycle.CANCEL: lambda s, a, c: prescriptions.cancel(session=s, actor=a, code=c, reason="x"),
+}
+
+REACHABLE = [
+    (state, role)
+    for state in (ACTIVE, IN_PROGRESS, COMPLETED, CANCELLED, EXPIRED)
+    for role in (lifecycle.PRESCRIBER, lifecycle.HOLDER, lifecycle.FORMER, lifecycle.LAB)
+    if lifecycle.reachable(state, role)
+]
+
+
+@pytest.mark.parametrize(("state", "role"), REACHABLE)
+def test_every_action_of_every_role_does_what_the_table_says(session, state, role):
+    world = World(session)
+    for action, drive in DRIVERS.items():
+        if role not in lifecycle.ACTORS[action]:
+            continue
+        code, actor = world.reach(state, role)
+        expected = lifecycle.outcome(state, action, role)
+        if isinstance(expected, str):
+            drive(session, actor, code)
+            assert world.status(code) == expected, (state, action, role)
+        else:
+            with pytest.raises(expected):
+                drive(session, actor, code)
+            session.rollback()
+            assert world.status(code) == state, (state, action, role)
+
+
+def test_the_end_of_an_execution_completes_or_renews(session):
+    world = World(session)
+    for renewals, expected in ((0, COMPLETED), (1, ACTIVE)):
+        code = world.new(renewals=renewals)
+        world.take(code)
+        world.report_all(code)
+        action = lifecycle.RENEW if renewals else lifecycle.COMPLETE
+        assert lifecycle.check(IN_PROGRESS, action, lifecycle.SYSTEM) == expected
+        assert world.status(code) == expected
+
+
+def test_only_an_active_prescription_expires(session):
+    world = World(session)
+    for state in (ACTIVE, IN_PROGRESS):
+        code, _ = world.reach(state, lifecycle.PRESCRIBER)
+        world.expire(code)
+        assert world.status(code) == (
+            EXPIRED if lifecycle.allows(state, "expire", "system") else state
+        )
+
+
+def test_the_table_is_total_and_names_a_business_refusal_everywhere():
+    for state in lifecycle.PRESCRIPTION_STATUSES:
+        for action, roles in lifecycle.ACTORS.items():
+            for role in roles:
+                result = lifecycle.outcome(state, action, role)
+                assert result in lifecycle.PRESCRIPTION_STATUSES or issubclass(
+                    result, errors.DomainError
+                )
+
+
+def test_the_readme_shows_the_table():
+    text = README.read_text(encoding="utf-8")
+    start = text.index("<!-- lifecycle table: generated by `python -m epu.lifecycle` -->\n")
+    end = text.index("<!-- end of lifecycle table -->")
+    shown = text[start:end].split("\n", 1)[1]
+    assert shown == lifecycle.markdown(), "run: python -m epu.lifecycle, paste into README.md"
