@@ -1,15 +1,15 @@
 """webhooks: subscriptions, the delivery outbox, attempts (i11)
 
-Revision ID: 0004_i11
-Revises: 0003_i14
+Revision ID: 0005_i11
+Revises: 0004_i10
 Create Date: 2026-12-01 20:14:50.815399
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0004_i11'
-down_revision = '0003_i14'
+revision = '0005_i11'
+down_revision = '0004_i10'
 branch_labels = None
 depends_on = None
 
