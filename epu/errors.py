@@ -125,3 +125,20 @@ class TooManyProposals(DomainError):
     slug = "too_many_proposals"
     title = "Too many proposals"
     detail = "This prescription has had 50 proposals: call the prescriber."
+
+
+class SubscriptionNotFound(DomainError):
+    slug = "not_found"
+    title = "Subscription not found"
+    detail = "No subscription with this id is available to you."
+
+
+class TooManySubscriptions(DomainError):
+    slug = "too_many_subscriptions"
+    title = "Too many subscriptions"
+    detail = "A client may hold at most 10 subscriptions: delete one first."
+
+
+class WebhookUrlRefused(ValidationFailed):
+    slug = "webhook_url_refused"
+    title = "Webhook URL refused"

@@ -35,8 +35,11 @@ JSON of every resource used here is identical in FHIR 4.0.1, which is declared.
   this client: a retry answers `200 OK` entries, another content under the same identifier
   is refused (422, as a reused Idempotency-Key); with such an identifier an Idempotency-Key
   header is not used. That identifier is not given back on reads nor searchable.
-* **Modifications** (adding, removing or replacing exams, cancelling) are done through the
-  JSON API only. Laboratories use the Task operations `$take`, `$release` and `$complete`.
+* **Modifications**: cancelling is done through the JSON API only. Laboratories use the Task
+  operations `$take`, `$release` and `$complete`; they propose changes to the lines (add,
+  remove, replace) with `$propose`, which the prescriber answers with `$accept-proposal` or
+  `$refuse-proposal` on the proposal's Task (code `change`, `focus` the prescription's Task,
+  found with `Task?focus=Task/<code>`); see the README.
 * **Errors** are OperationOutcome resources with the matching HTTP status; `details` carries
   the JSON API's problem code (system `{s.CS_ISSUE}`).
 * **Searches are strict**: a search parameter, modifier or prefix this server does not apply
@@ -118,6 +121,12 @@ OPERATIONS = {
     "(valueString, required for not-done). When no line is left requested this execution ends "
     "(renewals start again, or the Task is completed). Answers the Task.",
 }
+
+
+def proposal_operations() -> dict[str, str]:
+    from api.fhir.proposals import OPERATIONS as PROPOSALS  # its routes import this module
+
+    return {name: description for name, (description, _, _) in PROPOSALS.items()}
 
 
 def _param(name: str, kind: str, documentation: str) -> dict[str, str]:
@@ -215,6 +224,12 @@ def _task() -> dict[str, Any]:
         "conditionalRead": "not-match",
         "searchParam": [
             _param("group-identifier", "token", "The prescription code (required)."),
+            _param(
+                "focus",
+                "reference",
+                "Task/<code>: the laboratories' proposals on this prescription (Task code "
+                "change), instead of group-identifier.",
+            ),
         ],
         "operation": [
             {
@@ -222,7 +237,7 @@ def _task() -> dict[str, Any]:
                 "definition": f"{s.OPERATION}/Task-{name}",
                 "documentation": documentation,
             }
-            for name, documentation in OPERATIONS.items()
+            for name, documentation in {**OPERATIONS, **proposal_operations()}.items()
         ],
     }
 
