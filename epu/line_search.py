@@ -137,7 +137,7 @@ def own_lines(
     found = session.scalars(
         select(Prescription)
         .where(Prescription.id.in_({row.id for row in page}))
-        .options(selectinload(Prescription.lines))
+        .options(selectinload(Prescription.lines), selectinload(Prescription.proposals))
     )
     shown = {prescription.id: _view(prescription, actor, now) for prescription in found}
     items = []

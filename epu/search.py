@@ -63,7 +63,7 @@ def own_prescriptions(
     query = (
         select(Prescription)
         .where(Prescription.prescriber_id == actor.client_pk)
-        .options(selectinload(Prescription.lines))
+        .options(selectinload(Prescription.lines), selectinload(Prescription.proposals))
         .order_by(Prescription.updated_at, Prescription.id)
         .limit(limit + 1)
     )

@@ -9,7 +9,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from epu import clients, errors, history, laboratory, lifecycle, prescriptions, proposals
 from epu.actors import Actor
@@ -229,3 +229,26 @@ def test_the_readme_shows_the_table():
 def test_every_action_a_caller_can_ask_for_is_walked():
     automatic = {lifecycle.COMPLETE, lifecycle.RENEW, lifecycle.EXPIRE}  # walked above
     assert set(DRIVERS) | automatic == set(lifecycle.ACTIONS)
+
+
+def test_a_page_of_prescriptions_reads_their_proposals_in_one_query(session, engine):
+    world = World(session)
+    statements: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args):
+        statements.append(statement)
+
+    def page_queries(how_many: int) -> int:
+        while len(prescriptions.list_own(session=session, actor=world.doctor)["items"]) < how_many:
+            code = world.new()
+            world.take(code)
+            world.propose_an_exam(code)
+        statements.clear()
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            prescriptions.list_own(session=session, actor=world.doctor)
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        return sum("proposals" in statement for statement in statements)
+
+    assert page_queries(2) == page_queries(5) == 1
