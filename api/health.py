@@ -2,6 +2,7 @@ from flask import Blueprint, current_app, jsonify
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from api.limits import limits
 from migrations import is_at_head
 
 blp = Blueprint("health", __name__)
@@ -24,4 +25,4 @@ def readyz():
         return jsonify(status="unavailable", database="unreachable"), 503
     if not at_head:
         return jsonify(status="unavailable", database="ok", migrations="behind head"), 503
-    return jsonify(status="ok", database="ok", migrations="at head")
+    return jsonify(status="ok", database="ok", migrations="at head", limits=limits().state)

@@ -1,12 +1,29 @@
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, current_app, jsonify, request
+
+from api.limits import limits
 
 blp = Blueprint("oauth", __name__)
 
 
 @blp.post("/oauth/token")
 def issue_token():
-    """OAuth2 client credentials; errors follow RFC 6749 section 5.2."""
-    return current_app.extensions["epu.oauth_server"].create_token_response()
+    """OAuth2 client credentials; errors follow RFC 6749 section 5.2. Repeated wrong secrets
+    pause the client id and the source address for 1, 2, 4... up to 60 seconds (429)."""
+    client_id, address = _client_id(), request.remote_addr or "-"
+    limits().check_token_attempt(client_id, address)
+    response = current_app.extensions["epu.oauth_server"].create_token_response()
+    if response.status_code == 200:
+        limits().forget_token_failures(client_id)
+    elif response.status_code in (400, 401) and b'"invalid_client"' in response.get_data():
+        limits().count_token_failure(client_id, address)
+    return response
+
+
+def _client_id() -> str:
+    auth = request.authorization
+    if auth is not None and auth.type == "basic":
+        return auth.username or ""
+    return request.form.get("client_id", "")
 
 
 @blp.get("/.well-known/jwks.json")

@@ -34,6 +34,7 @@ class Settings:
     rate_limit: str = "1200/minute"
     redis_url: str | None = None
     max_body_bytes: int = 256 * 1024
+    limits_path: str | None = None  # without Redis: the file the workers share their limits in
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -49,6 +50,7 @@ class Settings:
             failed_scan_limit=_int("EPU_FAILED_SCAN_LIMIT", 20),
             rate_limit=os.environ.get("EPU_RATE_LIMIT", "1200/minute"),
             redis_url=os.environ.get("EPU_REDIS_URL") or None,
+            limits_path=str(instance_dir / "limits.db"),
         )
 
     def derived_key(self, purpose: str) -> bytes:

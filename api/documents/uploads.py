@@ -26,6 +26,7 @@ MAX_BODY_BYTES = MAX_IMAGE_BYTES + 64 * 1024
 MAX_FORM_PARTS = 8
 MAX_PIXELS = 40_000_000
 FORM_FIELDS = ("patient_ins", "patient_objects_to_sharing")
+COUNTED_AS_FAILED_SCANS = ("no_code_found", "unreadable_image")
 
 
 def scan_request_body(schema: type[Schema]) -> dict[str, Any]:
@@ -73,7 +74,14 @@ def scan_from_image(schema: type[Schema]) -> dict[str, Any]:
         if request.form.get(name, "").strip()
     }
     _load(schema, fields, partial=("code",))
-    return _load(schema, {**fields, "code": _code_in(_image_bytes())})
+    with limits().failed_scan_slot(current_actor()) as slot:
+        try:
+            code = _code_in(_image_bytes())
+        except Problem as refused:
+            if refused.slug in COUNTED_AS_FAILED_SCANS:  # decoding is what a guesser pays for
+                slot.keep()
+            raise
+    return _load(schema, {**fields, "code": code})
 
 
 def _load(schema: type[Schema], data: dict[str, Any], **options: Any) -> dict[str, Any]:

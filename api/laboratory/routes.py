@@ -60,20 +60,21 @@ def scan(data):
 
 def take(code: str, patient_ins: str | None, objects_to_sharing: bool) -> dict:
     actor = current_actor()
-    limits().check_scans_allowed(actor)
-    try:
-        return laboratory.take(
-            session=db_session(),
-            actor=actor,
-            code=code,
-            ins_key=ins_key(),
-            patient_ins=patient_ins,
-            objects_to_sharing=objects_to_sharing,
-        )
-    except PrescriptionNotFound:
-        if limits().count_failed_scan(actor):
-            laboratory.note_scans_blocked(session=db_session(), actor=actor)
-        raise
+    with limits().failed_scan_slot(actor) as slot:
+        try:
+            return laboratory.take(
+                session=db_session(),
+                actor=actor,
+                code=code,
+                ins_key=ins_key(),
+                patient_ins=patient_ins,
+                objects_to_sharing=objects_to_sharing,
+            )
+        except PrescriptionNotFound:
+            slot.keep()
+            if slot.exhausted:
+                laboratory.note_scans_blocked(session=db_session(), actor=actor)
+            raise
 
 
 @blp.post("/prescriptions/<code>/release")
