@@ -161,6 +161,7 @@ def _from_http(error: HTTPException) -> Response:
             422, "validation", "The request is not valid", detail, errors_by_field=fields
         )
     headers = dict(data.get("headers", {}))
+    headers.update({k: v for k, v in error.get_headers() if k == "Allow"})
     if error.response is not None:
         headers.update({k: v for k, v in error.response.headers.items() if k == "Retry-After"})
     detail = data.get("message") or error.description or ""
