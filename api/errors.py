@@ -22,6 +22,7 @@ DOMAIN_STATUS: dict[type[errors.DomainError], int] = {
     errors.PrescriptionCompleted: 409,
     errors.PrescriptionExpired: 410,
     errors.PatientMismatch: 422,
+    errors.InsChecksPaused: 429,
     errors.NotCancellable: 409,
     errors.NotHeld: 409,
     errors.LineNotRequested: 409,
@@ -129,6 +130,7 @@ def _from_domain(error: errors.DomainError) -> Response:
         error.detail,
         errors_by_field=fields,
         members=error.members,
+        headers={"Retry-After": str(error.retry_after)} if hasattr(error, "retry_after") else None,
     )
 
 

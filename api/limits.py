@@ -31,6 +31,7 @@ WARNING_INTERVAL = 60.0
 TOKEN_FAILURE_WINDOW = 900.0
 TOKEN_FREE_FAILURES = (5, 20)  # per client id, per source address (several clients behind a NAT)
 TOKEN_MAX_PAUSE = 60.0
+INS_MISMATCHES_PER_LABORATORY = (3600.0, 20)
 
 # One round trip: drop what left the window, then take a slot if one is free.
 _TAKE = """
@@ -321,15 +322,22 @@ class Limits:
         else:
             raise _scans_paused(took.retry_after)
 
-    @contextmanager
-    def failed_scan_slot(self, actor: Actor) -> Iterator["ScanSlot"]:
+    def failed_scan_slot(self, actor: Actor):
         """A slot of the failed-scan allowance, taken before the scan, so that concurrent scans
         never overshoot it; given back unless the scan keeps it (an unknown code)."""
         window, limit = self._failed_scans
-        key = self._scans_key(actor)
+        return self._slot(self._scans_key(actor), window, limit, _scans_paused)
+
+    def ins_mismatch_slot(self, actor: Actor):
+        """The same for the INS mismatches of one laboratory (all prescriptions together)."""
+        window, limit = INS_MISMATCHES_PER_LABORATORY
+        return self._slot(f"epu:ins-mismatches:{actor.client_pk}", window, limit, _ins_paused)
+
+    @contextmanager
+    def _slot(self, key: str, window: float, limit: int, refusal) -> Iterator["ScanSlot"]:
         took, member = self.take(key, window, limit)
         if not took.taken:
-            raise _scans_paused(took.retry_after)
+            raise refusal(took.retry_after)
         slot = ScanSlot(exhausted=took.used >= limit)
         try:
             yield slot
@@ -388,6 +396,17 @@ def too_many(detail: str, retry_after: int) -> Problem:
 def _scans_paused(retry_after: int) -> Problem:
     return too_many(
         "Too many scans of unknown codes from this laboratory; scanning is paused.", retry_after
+    )
+
+
+def _ins_paused(retry_after: int) -> Problem:
+    return Problem(
+        429,
+        "Too many INS mismatches from this laboratory: INS checks are paused; scan without "
+        "patient_ins, or retry later.",
+        slug="ins_checks_paused",
+        title="INS checks paused",
+        headers={"Retry-After": str(retry_after)},
     )
 
 

@@ -1,3 +1,5 @@
+from contextlib import nullcontext
+
 from flask_smorest import Blueprint
 
 from api.auth import current_actor, require
@@ -10,7 +12,7 @@ from api.limits import limits
 from api.prescriptions.schemas import PrescriptionOut
 from epu import laboratory
 from epu.actors import LAB
-from epu.errors import PrescriptionNotFound
+from epu.errors import PatientMismatch, PrescriptionNotFound
 
 NOT_HELD = "Not held by this laboratory"
 
@@ -43,7 +45,8 @@ IF_MATCH = {
         415: "Neither JSON nor a PNG or JPEG part 'image'",
         422: "Invalid code (check character) or patient mismatch; in an image: "
         "no_code_found, several_codes or unreadable_image",
-        429: "Too many requests, or too many unknown codes scanned",
+        429: "Too many requests, too many unknown codes scanned, or INS checks paused "
+        "after too many INS mismatches",
     },
     WITH_BODY,
 )
@@ -60,7 +63,10 @@ def scan(data):
 
 def take(code: str, patient_ins: str | None, objects_to_sharing: bool) -> dict:
     actor = current_actor()
-    with limits().failed_scan_slot(actor) as slot:
+    with (
+        limits().failed_scan_slot(actor) as slot,
+        limits().ins_mismatch_slot(actor) if patient_ins else nullcontext() as ins_slot,
+    ):
         try:
             return laboratory.take(
                 session=db_session(),
@@ -74,6 +80,9 @@ def take(code: str, patient_ins: str | None, objects_to_sharing: bool) -> dict:
             slot.keep()
             if slot.exhausted:
                 laboratory.note_scans_blocked(session=db_session(), actor=actor)
+            raise
+        except PatientMismatch:
+            ins_slot.keep()
             raise
 
 
