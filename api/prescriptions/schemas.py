@@ -97,7 +97,7 @@ class PatientIn(Schema):
         validate=validate.Length(max=32),
         metadata={
             "description": "INS (15 characters); only a keyed pseudonym is stored",
-            "example": "269052A12345634",
+            "example": "269052A12345688",
         },
     )
     sex = fields.String(required=True, validate=validate.OneOf(SEXES))
@@ -224,7 +224,7 @@ class WarningOut(Schema):
 
 
 class PrescriptionOut(Schema):
-    code = fields.String(metadata={"example": "01S2TBPZ2JCNZZYGHZ"})
+    code = fields.String(metadata={"example": "01S2TBPZ2JCNZZYGH6"})
     status = fields.String(validate=validate.OneOf(PRESCRIPTION_STATUSES))
     version = fields.Integer()
     modified = fields.Boolean(allow_none=True)

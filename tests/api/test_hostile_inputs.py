@@ -299,3 +299,20 @@ def test_a_bundle_of_more_than_100_entries_is_refused_before_validation(http, pr
     response = http.post("/fhir", json=bundle, headers={**prescriber.headers, "Content-Type": FHIR})
     assert response.status_code == 413
     assert response.json["issue"][0]["code"] == "too-costly"
+
+
+def test_the_openapi_examples_of_the_ins_and_the_code_are_valid_values(http):
+    from epu import codes
+    from epu.identifiers import is_ins
+
+    document = http.get("/api/openapi.json").json
+    schemas = document["components"]["schemas"]
+    examples = {
+        name: schema["properties"][field]["example"]
+        for name, schema in schemas.items()
+        for field in ("ins", "code")
+        if "example" in schema.get("properties", {}).get(field, {})
+    }
+    assert is_ins(schemas["PatientIn"]["properties"]["ins"]["example"])
+    for name in ("ScanIn", "PrescriptionOut"):
+        codes.normalise(examples[name])  # raises on a bad check character
