@@ -21,7 +21,7 @@ from api.errors import Problem
 from api.extensions import db_session
 from api.limits import limits
 from epu.actors import Actor
-from epu.clients import active_actor, authenticate
+from epu.clients import active_actor, authenticate, revocations
 from epu.settings import Settings
 
 ISSUER = "epu"
@@ -110,6 +110,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     signing_key = SigningKey(settings)
     app.extensions["epu.signing_key"] = signing_key
     app.extensions["epu.token_cache"] = TokenCache()
+    app.extensions["epu.client_cache"] = ClientCache(settings.revocation_check_seconds)
     server = AuthorizationServer(app, query_client=_query_client, save_token=lambda *a: None)
     server.register_grant(ClientCredentials)
     server.register_token_generator("default", _token_generator(signing_key, settings.token_ttl))
@@ -117,21 +118,26 @@ def init_app(app: Flask, settings: Settings) -> None:
 
 
 class TokenCache:
-    """Verified claims by token, so the signature is checked once per token and process."""
+    """Verified claims by the token's hash, until the token expires: the signature is checked
+    once per token and process, and the tokens themselves are not kept in memory."""
 
     def __init__(self, size: int = 10_000):
-        self._items: OrderedDict[str, dict] = OrderedDict()
+        self._items: OrderedDict[bytes, dict] = OrderedDict()
         self._size, self._lock = size, Lock()
 
-    def get(self, token: str) -> dict | None:
-        claims = self._items.get(token)
+    @staticmethod
+    def key(token: str) -> bytes:
+        return hashlib.sha256(token.encode()).digest()
+
+    def get(self, key: bytes) -> dict | None:
+        claims = self._items.get(key)
         if claims is not None and claims["exp"] <= time.time():
             return None
         return claims
 
-    def put(self, token: str, claims: dict) -> None:
+    def put(self, key: bytes, claims: dict) -> None:
         with self._lock:
-            self._items[token] = claims
+            self._items[key] = claims
             if len(self._items) > self._size:
                 self._items.popitem(last=False)
 
@@ -158,6 +164,50 @@ def low_s(token: str) -> str:
     return head + "." + base64.urlsafe_b64encode(signature).rstrip(b"=").decode()
 
 
+class ClientCache:
+    """The callers this process has checked, by client id, trusted while no client has been
+    revoked since: the revocation count (epu.clients.revocations) is read again at most every
+    `check_seconds`, in the request's own session, so a revoked client is refused on every
+    instance within that delay, at the cost of one small query per interval and process
+    instead of one per request."""
+
+    def __init__(self, check_seconds: float, size: int = 10_000):
+        self._check_seconds, self._size = check_seconds, size
+        self._actors: OrderedDict[str, Actor | None] = OrderedDict()
+        self._revocations: tuple | None = None
+        self._checked_at = float("-inf")
+        self._epoch = 0  # bumped at each clearing: a lookup begun before it is not kept
+        self._lock = Lock()
+
+    def actor(self, session, client_id: str) -> Actor | None:
+        if self._check_seconds <= 0:
+            return active_actor(session=session, client_id=client_id)
+        self._refresh(session)
+        with self._lock:
+            if client_id in self._actors:
+                return self._actors[client_id]
+            epoch = self._epoch
+        actor = active_actor(session=session, client_id=client_id)
+        with self._lock:
+            if epoch == self._epoch:
+                self._actors[client_id] = actor
+                if len(self._actors) > self._size:
+                    self._actors.popitem(last=False)
+        return actor
+
+    def _refresh(self, session) -> None:
+        if time.monotonic() - self._checked_at < self._check_seconds:
+            return
+        started = time.monotonic()
+        count = revocations(session=session)
+        with self._lock:
+            if count != self._revocations:
+                self._actors.clear()
+                self._epoch += 1
+                self._revocations = count
+            self._checked_at = max(self._checked_at, started)
+
+
 def _unauthorized(detail: str, error: str = "invalid_token") -> Problem:
     challenge = f'Bearer realm="epu", error="{error}", error_description="{detail}"'
     if error == "":
@@ -167,7 +217,8 @@ def _unauthorized(detail: str, error: str = "invalid_token") -> Problem:
 
 def verify_token(token: str) -> dict:
     cache: TokenCache = current_app.extensions["epu.token_cache"]
-    claims = cache.get(token)
+    key = cache.key(token)
+    claims = cache.get(key)
     if claims is not None:
         return claims
     key: SigningKey = current_app.extensions["epu.signing_key"]
@@ -183,7 +234,7 @@ def verify_token(token: str) -> dict:
         ).validate(decoded.claims)
     except (JoseError, ValueError) as error:
         raise _unauthorized("The access token is invalid or expired.") from error
-    cache.put(token, decoded.claims)
+    cache.put(key, decoded.claims)
     return decoded.claims
 
 
@@ -196,7 +247,8 @@ def current_actor() -> Actor:
     if scheme.lower() != "bearer" or not token.strip():
         raise _unauthorized("A bearer access token is required (POST /oauth/token).", error="")
     claims = verify_token(token.strip())
-    actor = active_actor(session=db_session(), client_id=claims["sub"])
+    clients: ClientCache = current_app.extensions["epu.client_cache"]
+    actor = clients.actor(db_session(), claims["sub"])
     if actor is None:
         raise _unauthorized("The client of this access token has been revoked.")
     g.actor = actor

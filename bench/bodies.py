@@ -1,4 +1,4 @@
-"""Identifiers and request bodies: an 8-line prescription, as JSON and as a FHIR transaction."""
+"""Identifiers and request bodies: a 5-line prescription, as JSON and as a FHIR transaction."""
 
 import random
 import uuid
@@ -10,17 +10,16 @@ LOINC = "http://loinc.org"
 INS_NIR = "urn:oid:1.2.250.1.213.1.4.8"
 ANTICOAGULANT = "89063-2"  # clinical context the INR asks for
 
-# (loinc, clinical context): a usual check-up, 8 coded exams, one with its context
-EIGHT_LINES: list[tuple[str, list[dict[str, str]]]] = [
+# (loinc, clinical context): a usual check-up, 5 coded exams (the issue's table), one with its
+# clinical context
+LINES: list[tuple[str, list[dict[str, str]]]] = [
     ("57022-6", []),  # numération formule sanguine
     ("24326-1", []),  # ionogramme sanguin
     ("2160-0", []),  # créatinine
     ("1558-6", []),  # glucose à jeun
-    ("4548-4", []),  # hémoglobine glyquée
-    ("3091-6", []),  # urée
-    ("3084-1", []),  # acide urique
     ("6301-6", [{"code": ANTICOAGULANT, "value": "AVK"}]),  # INR
 ]
+
 CLINICAL_CONTEXT = "Bilan de suivi annuel"
 
 
@@ -44,20 +43,20 @@ def random_ins(rng: random.Random) -> str:
 
 
 def prescription(ins: str) -> dict[str, Any]:
-    """The JSON API's body of an 8-line prescription."""
+    """The JSON API's body of a 5-line prescription."""
     return {
         "patient": {"ins": ins, "sex": "female", "birth_date": "1969-05-01"},
         "clinical_context": CLINICAL_CONTEXT,
         "result_return": {"channels": ["mssante"]},
         "lines": [
             {"loinc": loinc, "context": context} if context else {"loinc": loinc}
-            for loinc, context in EIGHT_LINES
+            for loinc, context in LINES
         ],
     }
 
 
 def fhir_transaction(ins: str) -> dict[str, Any]:
-    """The same prescription as a FHIR transaction Bundle: one Patient, 8 ServiceRequests
+    """The same prescription as a FHIR transaction Bundle: one Patient, 5 ServiceRequests
     (mapping of api/fhir/inbound.py)."""
     patient_url = f"urn:uuid:{uuid.uuid4()}"
     entries: list[dict[str, Any]] = [
@@ -75,7 +74,7 @@ def fhir_transaction(ins: str) -> dict[str, Any]:
     entries += [
         {"resource": _service_request(loinc, context, patient_url)}
         | {"request": {"method": "POST", "url": "ServiceRequest"}}
-        for loinc, context in EIGHT_LINES
+        for loinc, context in LINES
     ]
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
 

@@ -1,7 +1,6 @@
 """Getting a started service ready: tokens, each prescriber's own codes, codes to scan."""
 
 from bench import database, load, scenarios
-from bench.client import call
 from bench.console import log
 from bench.database import Account, Database
 from bench.load import Bounds
@@ -44,15 +43,3 @@ def top_up_scan_codes(world: World, db: Database, wanted: int) -> None:
     template = world.read_codes[0][0]
     world.scan_codes.extend(database.clone_prescriptions(db, template, missing))
     database.analyze(db)
-
-
-def availability(world: World) -> dict[str, str]:
-    """Scenarios whose endpoint is missing (still being written): why they are skipped."""
-    missing = {}
-    if call(world.port, "GET", "/fhir/metadata").status != 200:
-        missing["fhir_create"] = "no FHIR API (/fhir/metadata is not 200)"
-    code, party = world.read_codes[0][0], world.prescribers[0]
-    status = call(world.port, "GET", f"/api/v1/prescriptions/{code}/qr.png", headers=party.auth)
-    if status.status != 200:
-        missing["qr_png"] = f"no QR PNG (GET .../qr.png of an own code answered {status.status})"
-    return missing

@@ -5,8 +5,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-P99_LIMIT_MS = 50.0
-P99_CONCURRENCY = 8
+TARGET_CONCURRENCY = 8  # issue 14: ratios and p99 are judged at c=8
 
 
 @dataclass
@@ -32,6 +31,7 @@ class Row:
     ratio: float | None = None
     cpu_ratio: float | None = None  # the same ratio estimated from CPU per request
     target_ratio: float | None = None
+    p99_limit_ms: float | None = None
     note: str = ""
     verdicts: list[str] = field(default_factory=list)
 
@@ -43,19 +43,20 @@ class Row:
 
 
 def judge(rows: list[Row]) -> None:
-    """Ratio to the matching baseline at the same concurrency, then the targets."""
+    """Ratio to the matching baseline at the same concurrency, then the targets (at c=8)."""
     for row in rows:
         if row.baseline and row.baseline_throughput and row.requests:
             row.ratio = row.throughput / row.baseline_throughput
             if _server_cpu(row) and row.baseline_cpu_ms:
                 row.cpu_ratio = row.baseline_cpu_ms / _server_cpu(row)
         row.verdicts = []
-        if row.target_ratio is not None and row.ratio is not None:
+        judged = row.concurrency == TARGET_CONCURRENCY and row.requests
+        if judged and row.target_ratio is not None and row.ratio is not None:
             ok = row.ratio >= row.target_ratio
             row.verdicts.append(f"{'ok' if ok else 'FAIL'} ratio>={row.target_ratio:.2f}")
-        if row.concurrency == P99_CONCURRENCY and row.baseline and row.requests:
-            ok = row.p99_ms < P99_LIMIT_MS
-            row.verdicts.append(f"{'ok' if ok else 'FAIL'} p99<{P99_LIMIT_MS:.0f}ms")
+        if judged and row.p99_limit_ms is not None:
+            ok = row.p99_ms < row.p99_limit_ms
+            row.verdicts.append(f"{'ok' if ok else 'FAIL'} p99<{row.p99_limit_ms:.0f}ms")
         if row.errors:
             row.verdicts.append(f"FAIL {row.errors} errors")
 
@@ -95,6 +96,52 @@ def text_table(rows: list[Row]) -> str:
     for row in rows:
         cells = [value(row).ljust(width) for _, width, value in COLUMNS]
         lines.append("  ".join(cells).rstrip() + (f"  ({row.note})" if row.note else ""))
+    return "\n".join(lines)
+
+
+def _verdict(ok: bool | None) -> str:
+    return "-" if ok is None else ("PASS" if ok else "FAIL")
+
+
+TARGET_COLUMNS = [
+    ("request (c=8)", 46, lambda r: r.title),
+    ("req/s", 7, lambda r: f"{r.throughput:.0f}"),
+    ("bare req/s", 10, lambda r: f"{r.baseline_throughput:.0f}" if r.baseline_throughput else "-"),
+    ("ratio", 5, lambda r: "-" if r.ratio is None else f"{r.ratio:.2f}"),
+    ("target", 6, lambda r: "-" if r.target_ratio is None else f">={r.target_ratio:.2f}"),
+    ("", 4, lambda r: _verdict(None if r.target_ratio is None else r.ratio >= r.target_ratio)),
+    ("p50 ms", 6, lambda r: f"{r.p50_ms:.1f}"),
+    ("p99 ms", 6, lambda r: f"{r.p99_ms:.1f}"),
+    ("p99 limit", 9, lambda r: "-" if r.p99_limit_ms is None else f"<{r.p99_limit_ms:.0f}"),
+    ("", 4, lambda r: _verdict(None if r.p99_limit_ms is None else r.p99_ms < r.p99_limit_ms)),
+]
+
+
+def _target_rows(rows: list[Row]) -> list[Row]:
+    return [
+        row
+        for row in rows
+        if row.concurrency == TARGET_CONCURRENCY
+        and row.requests
+        and (row.target_ratio is not None or row.p99_limit_ms is not None)
+        and (row.ratio is not None or row.target_ratio is None)
+    ]
+
+
+def targets_text(rows: list[Row]) -> str:
+    """The issue's table: each judged row at c=8, its ratio to the bare floor and the targets."""
+    header = "  ".join(name.ljust(width) for name, width, _ in TARGET_COLUMNS)
+    lines = [header, "-" * len(header)]
+    for row in _target_rows(rows):
+        lines.append("  ".join(v(row).ljust(w) for _, w, v in TARGET_COLUMNS).rstrip())
+    return "\n".join(lines)
+
+
+def targets_markdown(rows: list[Row]) -> str:
+    names = [name for name, _, _ in TARGET_COLUMNS]
+    lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
+    for row in _target_rows(rows):
+        lines.append("| " + " | ".join(value(row) for _, _, value in TARGET_COLUMNS) + " |")
     return "\n".join(lines)
 
 
@@ -141,5 +188,6 @@ def _markdown(meta: dict[str, Any], rows: list[Row], extra: str) -> str:
     )
     return (
         f"Command: `{meta.get('command', 'make bench')}`\n\n{settings}\n\n"
-        f"{markdown_table(rows)}\n\n{verdict}\n{extra}"
+        f"## Targets (c=8)\n\n{targets_markdown(rows)}\n\n"
+        f"## Every row\n\n{markdown_table(rows)}\n\n{verdict}\n{extra}"
     )

@@ -133,6 +133,7 @@ class Bench:
                 gunicorn, source, concurrency, self.config.seconds, scenario.name, scenario.title
             )
             row.baseline, row.target_ratio = scenario.baseline, scenario.target_ratio
+            row.p99_limit_ms = scenario.p99_ms
             if scenario.baseline:
                 paired = self.measure(
                     self.baseline,
@@ -166,13 +167,12 @@ class Bench:
         return max(MIN_SCAN_CODES, int(estimate))
 
     def run_scenarios(self) -> None:
-        missing = prepare.availability(self.world)
         profiler = profiling.Profiler.maybe(self.config.profile, self.epu, OUT)
         self.run(scenarios.HEALTHZ, self.epu, scenarios.HEALTHZ.source(self.world))
         for scenario in SCENARIOS:
             if scenario.name not in self.config.scenarios:
                 continue
-            if why := missing.get(scenario.name):
+            if scenario.check and (why := scenario.check(self.world)):
                 log(f"{scenario.name}: skipped: {why}")
                 self.rows += [
                     measure.skipped(scenario.name, scenario.title, c, why)
@@ -276,6 +276,8 @@ def main() -> int:
         info = meta(config, started, load_at_start)
         print()
         print(report.text_table(rows))
+        print()
+        print(report.targets_text(rows))
         for line in report.failures(rows) or ["all targets met"]:
             print(f"  {line}")
         print(extra)

@@ -21,6 +21,14 @@ _ACTIVE_CLIENT = text(
 )
 
 
+# Changes with every revocation: an instance that caches active clients compares it, read at
+# most every few hundred ms, instead of checking each request's client (the partial index
+# ix_clients_revoked keeps it to the revoked clients' few index entries).
+_REVOCATIONS = text(
+    "SELECT count(revoked_at), max(revoked_at) FROM clients WHERE revoked_at IS NOT NULL"
+)
+
+
 def hash_secret(secret: str) -> str:
     # Secrets are 256 random bits, so a fast hash is enough: no dictionary to attack.
     return hashlib.sha256(secret.encode()).hexdigest()
@@ -69,6 +77,11 @@ def active_actor(*, session: Session, client_id: str) -> Actor | None:
     """The caller behind a token, or None once its client is revoked."""
     row = session.connection().execute(_ACTIVE_CLIENT, {"client_id": client_id}).one_or_none()
     return Actor(*row) if row else None
+
+
+def revocations(*, session: Session) -> tuple:
+    """How many clients have been revoked, and the last revocation: changes when one more is."""
+    return tuple(session.connection().execute(_REVOCATIONS).one())
 
 
 def list_clients(*, session: Session) -> list[Client]:

@@ -35,6 +35,9 @@ class Settings:
     redis_url: str | None = None
     max_body_bytes: int = 256 * 1024
     limits_path: str | None = None  # without Redis: the file the workers share their limits in
+    # How long an instance may go on trusting a client it checked: a revoked client is refused
+    # on every instance within this delay (0: checked on every request).
+    revocation_check_seconds: float = 0.5
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -51,6 +54,7 @@ class Settings:
             rate_limit=os.environ.get("EPU_RATE_LIMIT", "1200/minute"),
             redis_url=os.environ.get("EPU_REDIS_URL") or None,
             limits_path=str(instance_dir / "limits.db"),
+            revocation_check_seconds=float(os.environ.get("EPU_REVOCATION_CHECK_SECONDS", 0.5)),
         )
 
     def derived_key(self, purpose: str) -> bytes:

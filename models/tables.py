@@ -1,14 +1,21 @@
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, false
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, false, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, utcnow
 
+_ACTIVE = text("status = 'active'")
+_CLOSED = text("status IN ('completed', 'cancelled', 'expired')")
+_REVOKED = text("revoked_at IS NOT NULL")
+
 
 class Client(Base):
     __tablename__ = "clients"
+    __table_args__ = (
+        Index("ix_clients_revoked", "revoked_at", postgresql_where=_REVOKED, sqlite_where=_REVOKED),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     client_id: Mapped[str] = mapped_column(String(64), unique=True)
@@ -49,7 +56,18 @@ class Prescription(Base):
     __tablename__ = "prescriptions"
     __table_args__ = (
         Index("ix_prescriptions_prescriber_updated", "prescriber_id", "updated_at", "id"),
-        Index("ix_prescriptions_status_expires", "status", "expires_at"),
+        Index(  # the expiry command's: active prescriptions only
+            "ix_prescriptions_active_expires",
+            "expires_at",
+            postgresql_where=_ACTIVE,
+            sqlite_where=_ACTIVE,
+        ),
+        Index(  # the purge's: closed prescriptions only
+            "ix_prescriptions_closed_updated",
+            "updated_at",
+            postgresql_where=_CLOSED,
+            sqlite_where=_CLOSED,
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -99,7 +117,7 @@ class Line(Base):
     )
     line_id: Mapped[str] = mapped_column(String(8))
     position: Mapped[int]
-    loinc: Mapped[str | None] = mapped_column(String(10), index=True)
+    loinc: Mapped[str | None] = mapped_column(String(10))  # not selective: no index
     label: Mapped[str | None] = mapped_column(String(300))
     text: Mapped[str | None] = mapped_column(Text)
     context: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)

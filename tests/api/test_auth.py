@@ -3,8 +3,12 @@ import time
 
 from joserfc import jwt
 from joserfc.jwk import ECKey
+from sqlalchemy import delete, event
 
 from epu import clients
+from epu.settings import Settings
+from models import Client
+from tests.conftest import register
 from tests.factories import prescription_body
 
 
@@ -96,17 +100,71 @@ def test_missing_bad_and_expired_tokens_get_401_with_www_authenticate(http, app,
         assert response.mimetype == "application/problem+json"
 
 
-def test_revoked_client_tokens_stop_working_at_once(http, session, prescriber):
+def test_revoked_client_is_refused_once_the_check_delay_has_passed(http, app, session, prescriber):
     assert http.get("/api/v1/prescriptions", headers=prescriber.headers).status_code == 200
     assert clients.revoke_client(session=session, client_id=prescriber.client_id)
+
+    time.sleep(app.extensions["epu.settings"].revocation_check_seconds)
+
     response = http.get("/api/v1/prescriptions", headers=prescriber.headers)
     assert response.status_code == 401
+    assert "revoked" in response.json["detail"]
     token = http.post(
         "/oauth/token",
         data={"grant_type": "client_credentials"},
         headers=basic(prescriber.client_id, prescriber.secret),
     )
     assert token.status_code == 401
+
+
+def test_a_checked_client_is_not_looked_up_again_while_nobody_is_revoked(
+    http, app, prescriber, lab
+):
+    assert http.get("/api/v1/catalogue?q=nfs", headers=prescriber.headers).status_code == 200
+    statements: list[str] = []
+
+    def seen(_conn, _cursor, statement, *_args):
+        statements.append(statement)
+
+    event.listen(app.extensions["epu.engine"], "before_cursor_execute", seen)
+    try:
+        again = http.get("/api/v1/catalogue?q=nfs", headers=prescriber.headers)
+        first_lab_call = http.get("/api/v1/catalogue?q=nfs", headers=lab.headers)
+    finally:
+        event.remove(app.extensions["epu.engine"], "before_cursor_execute", seen)
+
+    assert again.status_code == first_lab_call.status_code == 200
+    lookups = [s for s in statements if "FROM clients WHERE client_id" in s]
+    assert len(lookups) == 1  # the laboratory's first call only
+
+
+def test_revocation_elsewhere_clears_every_checked_client(http, app, session, prescriber, lab):
+    for party in (prescriber, lab):
+        assert http.get("/api/v1/catalogue?q=nfs", headers=party.headers).status_code == 200
+    assert clients.revoke_client(session=session, client_id=lab.client_id)
+
+    time.sleep(app.extensions["epu.settings"].revocation_check_seconds)
+
+    assert http.get("/api/v1/catalogue?q=nfs", headers=lab.headers).status_code == 401
+    assert http.get("/api/v1/catalogue?q=nfs", headers=prescriber.headers).status_code == 200
+
+
+def test_with_no_check_delay_a_revocation_applies_to_the_next_request(settings, session_factory):
+    from api import create_app
+
+    app = create_app(Settings(**{**vars(settings), "revocation_check_seconds": 0}))
+    http = app.test_client()
+    try:
+        party = register(http, session_factory, "prescriber", "10005688790", "Dr Amélie Thomas")
+        assert http.get("/api/v1/catalogue?q=nfs", headers=party.headers).status_code == 200
+        with session_factory() as session:
+            assert clients.revoke_client(session=session, client_id=party.client_id)
+        assert http.get("/api/v1/catalogue?q=nfs", headers=party.headers).status_code == 401
+    finally:
+        with session_factory() as session:
+            session.execute(delete(Client))
+            session.commit()
+        app.extensions["epu.engine"].dispose()
 
 
 def test_roles_are_least_privilege(http, prescriber, lab):
