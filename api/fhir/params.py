@@ -21,7 +21,7 @@ SEARCH_PARAMETERS = {
         "_cursor",
     ),
     "Task": ("group-identifier",),
-    "AuditEvent": ("entity",),
+    "AuditEvent": ("entity", "_count", "_cursor"),
 }
 ALWAYS_ALLOWED = ("_format",)
 REQUEST_STATUSES = (

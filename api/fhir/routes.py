@@ -286,13 +286,28 @@ def search_audit_events():
         raise params.bad("entity (Task/<code>) is required.", "entity")
     kind, _, code = entity.rpartition("/")
     items: list[dict[str, Any]] = []
+    cursor, next_cursor = params.one(args, "_cursor"), None
     if kind in ("", "Task", f"{wire.base_url()}/Task") and code:
         try:
-            items = history.history(session=db_session(), actor=current_actor(), code=code)["items"]
+            page = history.history(
+                session=db_session(),
+                actor=current_actor(),
+                code=code,
+                limit=params.count(args),
+                cursor=cursor,
+            )
+            items, next_cursor = page["items"], page["next_cursor"]
             code = prescriptions.parse_code(code)
         except PrescriptionNotFound:
             items = []
+        except ValidationFailed as error:
+            raise params.bad("_cursor is not one this server gave.", "_cursor") from error
     resources = outbound.audit_events(code, items)
-    self_url = params.link("AuditEvent", args)
-    bundle = outbound.searchset(wire.base_url(), resources, self_url, None, len(resources))
+    bundle = outbound.searchset(
+        wire.base_url(),
+        resources,
+        params.link("AuditEvent", args, _cursor=cursor),
+        params.link("AuditEvent", args, _cursor=next_cursor) if next_cursor else None,
+        total=len(resources) if cursor is None and next_cursor is None else None,
+    )
     return wire.respond(bundle)

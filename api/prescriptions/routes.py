@@ -8,6 +8,7 @@ from api.extensions import db_session
 from api.prescriptions.schemas import (
     CancelIn,
     HistoryOut,
+    HistoryQuery,
     ListQuery,
     PrescriptionIn,
     PrescriptionOut,
@@ -124,9 +125,10 @@ def cancel(data, code):
 
 
 @blp.get("/<code>/history")
+@blp.arguments(HistoryQuery, location="query")
 @blp.response(200, HistoryOut)
-@refusals(blp, {404: NOT_FOUND})
+@refusals(blp, {404: NOT_FOUND}, WITH_QUERY)
 @require(PRESCRIBER, LAB)
-def read_history(code):
-    """The audit trail, oldest first"""
-    return history.history(session=db_session(), actor=current_actor(), code=code)
+def read_history(query, code):
+    """The audit trail, oldest first, a page at a time (next_cursor)"""
+    return history.history(session=db_session(), actor=current_actor(), code=code, **query)

@@ -271,7 +271,7 @@ class ActorOut(Schema):
 
 
 class EventOut(Schema):
-    id = fields.Integer()
+    id = fields.String(metadata={"description": "Opaque; also the cursor after this event"})
     at = fields.String(metadata={"format": "date-time"})
     type = fields.String()
     actor = fields.Nested(ActorOut)
@@ -280,3 +280,9 @@ class EventOut(Schema):
 
 class HistoryOut(Schema):
     items = fields.List(fields.Nested(EventOut))
+    next_cursor = fields.String(allow_none=True)
+
+
+class HistoryQuery(Schema):
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=500))
+    cursor = fields.String(validate=validate.Length(max=24))
