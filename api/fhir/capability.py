@@ -2,8 +2,6 @@
 
 from typing import Any
 
-from fhir.resources.R4B.capabilitystatement import CapabilityStatement
-
 from api.fhir import systems as s
 
 SOFTWARE_VERSION = "1.0.0"
@@ -41,9 +39,22 @@ JSON of every resource used here is identical in FHIR 4.0.1, which is declared.
   JSON API only. Laboratories use the Task operations `$take`, `$release` and `$complete`.
 * **Errors** are OperationOutcome resources with the matching HTTP status; `details` carries
   the JSON API's problem code (system `{s.CS_ISSUE}`).
-* Unknown search parameters are ignored (and left out of the `self` link) unless
-  `Prefer: handling=strict`, which answers 400. `_count` (1-200, default 50) sets the page
-  size, `next` links page on.
+* **Searches are strict**: a search parameter, modifier or prefix this server does not apply
+  answers 400 with an OperationOutcome naming it (a filter silently dropped would show
+  another patient's exams). `Prefer: handling=lenient` ignores them instead, and leaves them
+  out of the `self` link. Token parameters take comma-separated OR values; a repeated
+  parameter is ANDed. Dates take the prefixes eq, ne, gt, lt, ge, le, sa, eb; a date or a
+  date-time without a time zone is read in Europe/Paris (a day is a Paris day).
+* **The INS never goes in a URL**: a GET carrying an INS answers 400. Search by patient with
+  `POST /fhir/ServiceRequest/_search` and `patient.identifier` (or `subject:identifier`)
+  `={s.INS_NIR}|<INS>` as application/x-www-form-urlencoded: a prescriber gets its own
+  prescriptions for that patient; paging links then carry an opaque cursor, never the INS.
+* **Paging**: `_count` (default 50, at most 200: a larger value gives pages of 200) counts
+  entries; `next` links go on, if needed in the middle of a prescription, with an opaque
+  `_cursor` (valid one day, for the client that got it). `_count=0` or `_summary=count`
+  answers `total` only; `_total=accurate` (or `estimate`) fills `total`; `_totalMethod` is
+  accepted and has no effect. `_elements` gives the elements named plus the mandatory ones,
+  marked SUBSETTED; `_summary` other than `count` and `false` is refused (400).
 """
 
 SERVICE_REQUEST_DOCUMENTATION = f"""\
@@ -70,9 +81,9 @@ CI-SIS `{s.INSTRUCTION_SYSTEM}`), `{s.EXT_SAMPLING}` (valueString), `{s.EXT_RESU
 `{s.EXT_LINE_REASON}` (valueString). Unknown extensions are ignored; modifierExtension and any
 element not listed here are refused (422).
 
-Search: `requisition` reads a whole prescription (and is recorded in its history, like a read);
-without it (prescribers only) the caller's own prescriptions, a page holding every matching
-ServiceRequest of up to `_count` prescriptions."""
+Search: `requisition` or `_id` (at most 20 prescriptions) read the prescriptions named (recorded
+in their history, like a read; laboratories search only this way); without them (prescribers
+only) the caller's own ServiceRequests, oldest update first, `_count` a page."""
 
 TASK_DOCUMENTATION = f"""\
 The execution of a prescription (id = the code). `status`: requested (active), in-progress
@@ -107,21 +118,19 @@ def _param(name: str, kind: str, documentation: str) -> dict[str, str]:
     return {"name": name, "type": kind, "documentation": documentation}
 
 
-def statement(base: str) -> CapabilityStatement:
-    return CapabilityStatement.model_validate(
-        {
-            "resourceType": "CapabilityStatement",
-            "status": "active",
-            "date": DATE,
-            "publisher": "EPU",
-            "kind": "instance",
-            "software": {"name": "EPU - e-prescription unifiée", "version": SOFTWARE_VERSION},
-            "implementation": {"description": "EPU FHIR R4 interface", "url": base},
-            "fhirVersion": s.FHIR_VERSION,
-            "format": ["json", s.FHIR_JSON],
-            "rest": [_rest(base)],
-        }
-    )
+def statement(base: str) -> dict[str, Any]:
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": DATE,
+        "publisher": "EPU",
+        "kind": "instance",
+        "software": {"name": "EPU - e-prescription unifiée", "version": SOFTWARE_VERSION},
+        "implementation": {"description": "EPU FHIR R4 interface", "url": base},
+        "fhirVersion": s.FHIR_VERSION,
+        "format": ["json", s.FHIR_JSON],
+        "rest": [_rest(base)],
+    }
 
 
 def _rest(base: str) -> dict[str, Any]:
@@ -172,11 +181,19 @@ def _service_request() -> dict[str, Any]:
                 f"{s.RPPS}|<RPPS>`, or the RPPS alone. Prescribers only see their own.",
             ),
             _param("status", "token", "active, completed, revoked, unknown (several: comma)."),
+            _param("_id", "token", "<code>-<line> (several: comma)."),
+            _param("code", "token", f"The exam's LOINC code (`{s.LOINC}|<code>` or the code)."),
+            _param(
+                "patient.identifier",
+                "token",
+                f"The patient's INS (`{s.INS_NIR}|<INS>`, also `subject:identifier`): only in "
+                "the body of POST /fhir/ServiceRequest/_search, never in a URL.",
+            ),
             _param(
                 "_lastUpdated",
                 "date",
-                "eq, gt, ge, lt, le with a date (a UTC day) or a date-time with a time zone; "
-                "may repeat for a range.",
+                "Prefixes eq, ne, gt, lt, ge, le, sa, eb; a date or date-time without a zone is "
+                "read in Europe/Paris; may repeat for a range.",
             ),
         ],
     }

@@ -148,10 +148,8 @@ def refusal(errors: dict[str, str], place: Place) -> FhirError:
     return FhirError(422, issues)
 
 
-def take_output(task: Any, ins_match: bool | None) -> Parameters:
-    parameters: list[dict[str, Any]] = [
-        {"name": "return", "resource": task.model_dump(mode="json")}
-    ]
+def take_output(task: dict[str, Any], ins_match: bool | None) -> dict[str, Any]:
+    parameters: list[dict[str, Any]] = [{"name": "return", "resource": task}]
     if ins_match is not None:
         parameters.append({"name": "ins-match", "valueBoolean": ins_match})
-    return Parameters.model_validate({"resourceType": "Parameters", "parameter": parameters})
+    return {"resourceType": "Parameters", "parameter": parameters}

@@ -1,19 +1,15 @@
-"""The domain's views out as FHIR resources, each validated by fhir.resources.
+"""The domain's views out as FHIR resources: plain dicts, encoded once by wire.respond.
 
 Built only from epu.views' dicts, so what a party may see (execution withheld from the
-prescriber, laboratory lines hidden) is decided in exactly one place for both APIs.
+prescriber, laboratory lines hidden) is decided in exactly one place for both APIs. Every
+kind of output is validated with fhir.resources (strict) by the tests, not per request.
 """
 
 import json
 from typing import Any
 
-from fhir.resources.R4B.auditevent import AuditEvent
-from fhir.resources.R4B.bundle import Bundle
-from fhir.resources.R4B.servicerequest import ServiceRequest
-from fhir.resources.R4B.task import Task
-
 from api.fhir import systems as s
-from api.fhir.outcome import Issue, operation_outcome
+from api.fhir.outcome import Issue, outcome
 from epu.lines import is_iso_date
 from epu.statuses import (
     ACTIVE,
@@ -96,11 +92,11 @@ def _laboratory(laboratory: dict[str, str]) -> dict[str, Any]:
 # ---- ServiceRequest --------------------------------------------------------------------------
 
 
-def service_requests(view: dict[str, Any]) -> list[ServiceRequest]:
+def service_requests(view: dict[str, Any]) -> list[dict[str, Any]]:
     return [service_request(view, line) for line in view["lines"]]
 
 
-def service_request(view: dict[str, Any], line: dict[str, Any]) -> ServiceRequest:
+def service_request(view: dict[str, Any], line: dict[str, Any]) -> dict[str, Any]:
     code = view["code"]
     context = [_observation(index, item) for index, item in enumerate(line["context"], 1)]
     resource: dict[str, Any] = {
@@ -136,7 +132,7 @@ def service_request(view: dict[str, Any], line: dict[str, Any]) -> ServiceReques
     if line["patient_instructions"]:
         labels = [item["label"] or item["code"] for item in line["patient_instructions"]]
         resource["patientInstruction"] = "\n".join(labels)
-    return ServiceRequest.model_validate(_without_empty(resource))
+    return _without_empty(resource)
 
 
 def _patient(patient: dict[str, Any]) -> dict[str, Any]:
@@ -233,7 +229,7 @@ def _without_empty(resource: dict[str, Any]) -> dict[str, Any]:
 # ---- Task ------------------------------------------------------------------------------------
 
 
-def task(view: dict[str, Any]) -> Task:
+def task(view: dict[str, Any]) -> dict[str, Any]:
     """The prescription's execution, from a full or a status view."""
     code, status = view["code"], view["status"]
     prescription_status = {
@@ -264,7 +260,7 @@ def task(view: dict[str, Any]) -> Task:
         resource["statusReason"] = {"coding": [prescription_status], "text": "expired"}
     if view["laboratory"]:
         resource["owner"] = _laboratory(view["laboratory"])
-    return Task.model_validate(_without_empty(resource))
+    return _without_empty(resource)
 
 
 # ---- AuditEvent ------------------------------------------------------------------------------
@@ -272,7 +268,7 @@ def task(view: dict[str, Any]) -> Task:
 _ACTION = {"created": "C", "read": "R"}
 
 
-def audit_events(code: str, events: list[dict[str, Any]]) -> list[AuditEvent]:
+def audit_events(code: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [_audit_event(code, event) for event in events]
 
 
@@ -280,7 +276,7 @@ def audit_event_id(code: str, event: dict[str, Any]) -> str:
     return f"{code}-{event['id']}"
 
 
-def _audit_event(code: str, event: dict[str, Any]) -> AuditEvent:
+def _audit_event(code: str, event: dict[str, Any]) -> dict[str, Any]:
     detail = event["detail"] or {}
     entities: list[dict[str, Any]] = [
         {
@@ -307,7 +303,7 @@ def _audit_event(code: str, event: dict[str, Any]) -> AuditEvent:
         "source": {"observer": {"type": "Device", "display": "EPU"}},
         "entity": entities,
     }
-    return AuditEvent.model_validate(_without_empty(resource))
+    return _without_empty(resource)
 
 
 def _agent(actor: dict[str, Any]) -> dict[str, Any]:
@@ -326,52 +322,56 @@ def _agent(actor: dict[str, Any]) -> dict[str, Any]:
 
 
 def searchset(
-    base: str, resources: list, self_url: str, next_url: str | None, total: int | None
-) -> Bundle:
+    base: str,
+    resources: list[dict[str, Any]],
+    self_url: str,
+    next_url: str | None,
+    total: int | None,
+) -> dict[str, Any]:
     links = [{"relation": "self", "url": self_url}]
     if next_url:
         links.append({"relation": "next", "url": next_url})
-    entries = [
-        {
-            "fullUrl": f"{base}/{resource.get_resource_type()}/{resource.id}",
-            "resource": resource.model_dump(mode="json"),
-            "search": {"mode": "match"},
-        }
-        for resource in resources
-    ]
-    bundle = {"resourceType": "Bundle", "type": "searchset", "total": total, "link": links}
-    bundle["entry"] = entries
-    return Bundle.model_validate(_without_empty(bundle))
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
+    if total is not None:
+        bundle["total"] = total
+    bundle["link"] = links
+    if resources:
+        bundle["entry"] = [
+            {
+                "fullUrl": f"{base}/{resource['resourceType']}/{resource['id']}",
+                "resource": resource,
+                "search": {"mode": "match"},
+            }
+            for resource in resources
+        ]
+    return bundle
 
 
 def transaction_response(
     base: str, kinds: list[str], view: dict[str, Any], status: str, warnings: list | None = None
-) -> Bundle:
+) -> dict[str, Any]:
     """One entry per request entry: entry n of the ServiceRequests is line L<n>; the JSON API's
     warnings about a line are the OperationOutcome of its entry."""
     entries, number = [], 0
     for index, kind in enumerate(kinds):
         if kind == "Patient":
             note = Issue(PATIENT_NOT_STORED, "informational", severity="information")
-            outcome = operation_outcome([note]).model_dump(mode="json")
-            entries.append({"response": {"status": "200 OK", "outcome": outcome}})
+            entries.append({"response": {"status": "200 OK", "outcome": outcome([note])}})
             continue
         number += 1
         resource_id = service_request_id(view["code"], f"L{number}")
         response: dict[str, Any] = {
             "status": status,
-            "location": f"ServiceRequest/{resource_id}",
+            "location": f"ServiceRequest/{resource_id}/_history/{view['version']}",
             "etag": f'W/"{view["version"]}"',
             "lastModified": view["updated_at"],
         }
         line_id = f"L{number}"
         issues = [_warning(item, index) for item in warnings or [] if item["line"] == line_id]
         if issues:
-            response["outcome"] = operation_outcome(issues).model_dump(mode="json")
+            response["outcome"] = outcome(issues)
         entries.append({"fullUrl": f"{base}/ServiceRequest/{resource_id}", "response": response})
-    return Bundle.model_validate(
-        {"resourceType": "Bundle", "type": "transaction-response", "entry": entries}
-    )
+    return {"resourceType": "Bundle", "type": "transaction-response", "entry": entries}
 
 
 def _warning(warning: dict[str, str], index: int) -> Issue:

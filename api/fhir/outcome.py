@@ -1,10 +1,10 @@
-"""Every OperationOutcome of /fhir is built by `operation_outcome`; every error becomes one."""
+"""Every OperationOutcome of /fhir is built by `outcome`; every error becomes one."""
 
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from fhir.resources.R4B.operationoutcome import OperationOutcome
+import orjson
 from flask import Blueprint, Flask, Response, request
 from marshmallow import ValidationError as MarshmallowError
 from sqlalchemy.exc import OperationalError
@@ -61,14 +61,9 @@ def invalid(diagnostics: str, *expression: str, status: int = 422, code: str = "
     return FhirError(status, [Issue(diagnostics, issue_code, expression=tuple(expression))])
 
 
-def operation_outcome(issues: Iterable[Issue]) -> OperationOutcome:
+def outcome(issues: Iterable[Issue]) -> dict:
     """The one builder of OperationOutcome resources."""
-    return OperationOutcome.model_validate(
-        {
-            "resourceType": "OperationOutcome",
-            "issue": [_issue(issue) for issue in issues],
-        }
-    )
+    return {"resourceType": "OperationOutcome", "issue": [_issue(issue) for issue in issues]}
 
 
 def _issue(issue: Issue) -> dict:
@@ -85,7 +80,7 @@ def _issue(issue: Issue) -> dict:
 def outcome_response(
     status: int, issues: list[Issue], headers: dict[str, str] | None = None
 ) -> Response:
-    body = operation_outcome(issues).model_dump_json()
+    body = orjson.dumps(outcome(issues))
     response = Response(body, status=status, content_type=f"{FHIR_JSON}; charset=utf-8")
     response.headers.update(headers or {})
     return response

@@ -1,23 +1,30 @@
 """The /fhir endpoints: each maps FHIR to the same use cases as the JSON API."""
 
-from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, request
 
 from api.auth import current_actor, require
 from api.context import ins_key, settings
-from api.errors import Problem
 from api.extensions import db_session
-from api.fhir import capability, inbound, operations, outbound, params, wire
+from api.fhir import (
+    capability,
+    inbound,
+    operations,
+    outbound,
+    pages,
+    params,
+    service_request_search,
+    wire,
+)
 from api.fhir.outcome import FhirError, Issue, register_blueprint_handlers
-from api.fhir.systems import REQUISITION_SYSTEM, RPPS
+from api.fhir.systems import REQUISITION_SYSTEM
 from api.laboratory.routes import take as scan
-from epu import history, laboratory, prescriptions, search
+from epu import history, laboratory, prescriptions
 from epu.actors import LAB, PRESCRIBER
 from epu.errors import PrescriptionNotFound, ValidationFailed
-from epu.statuses import ACTIVE, IN_PROGRESS
 
+MAX_TASK_CODES = 20
 blp = Blueprint("fhir", __name__, url_prefix="/fhir")
 blp.before_request(wire.check_media_types)
 register_blueprint_handlers(blp)
@@ -113,82 +120,15 @@ def read_service_request(resource_id: str):
 @get("/ServiceRequest")
 @require(PRESCRIBER, LAB)
 def search_service_requests():
-    actor = current_actor()
-    args = params.search_args("ServiceRequest")
-    statuses = params.request_statuses(args)
-    updated = params.last_updated(args)
-    limit = params.count(args)
-    cursor = params.one(args, "_cursor")
-    requester = _requester(args)
-    requisition = params.one(args, "requisition")
-    next_cursor = None
-    if requisition is not None:
-        views = _by_requisition(params.token(requisition, REQUISITION_SYSTEM))
-    elif actor.is_lab:
-        raise Problem(403, "Laboratories search ServiceRequests by requisition only.")
-    elif requester not in (None, actor.identifier):
-        views = []
-    else:
-        try:
-            page = search.own_prescriptions(
-                session=db_session(),
-                actor=actor,
-                statuses=_prescription_statuses(statuses),
-                updated=updated,
-                limit=limit,
-                cursor=cursor,
-            )
-        except ValidationFailed as error:
-            raise params.bad("_cursor is not one this server gave.", "_cursor") from error
-        views, next_cursor = page["items"], page["next_cursor"]
-    resources = [
-        resource
-        for view in views
-        if (requester is None or view["prescriber"]["rpps"] == requester)
-        and params.holds(_moment(view["updated_at"]), updated)
-        for resource in outbound.service_requests(view)
-        if statuses is None or resource.status in statuses
-    ]
-    bundle = outbound.searchset(
-        wire.base_url(),
-        resources,
-        params.link("ServiceRequest", args, _cursor=cursor),
-        params.link("ServiceRequest", args, _cursor=next_cursor) if next_cursor else None,
-        total=len(resources) if cursor is None and next_cursor is None else None,
-    )
-    return wire.respond(bundle)
+    return wire.respond(service_request_search.search(params.search_args("ServiceRequest")))
 
 
-def _requester(args: dict[str, list[str]]) -> str | None:
-    by_identifier = params.one(args, "requester:identifier")
-    plain = params.one(args, "requester")
-    if by_identifier is not None and plain is not None:
-        raise params.bad("Give requester or requester:identifier, not both.", "requester")
-    if by_identifier is not None:
-        return params.token(by_identifier, RPPS) or "-"  # another system: matches nothing
-    if plain is not None:
-        return plain.removeprefix("Practitioner/")
-    return None
-
-
-def _by_requisition(code: str | None) -> list[dict[str, Any]]:
-    if code is None:
-        return []
-    try:
-        return [prescriptions.read(session=db_session(), actor=current_actor(), code=code)]
-    except PrescriptionNotFound:
-        return []
-
-
-def _prescription_statuses(statuses: set[str] | None) -> set[str] | None:
-    """A first cut in the database; the exact status of each line is checked afterwards."""
-    if statuses is None or statuses - {"active", "draft", "on-hold", "entered-in-error"}:
-        return None
-    return {ACTIVE, IN_PROGRESS} if "active" in statuses else set()
-
-
-def _moment(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+@post("/ServiceRequest/_search")
+@require(PRESCRIBER, LAB)
+def search_service_requests_by_post():
+    """The same search, its parameters in the body: the only way to search by patient (INS)."""
+    query = params.search_args("ServiceRequest", form=wire.form_body())
+    return wire.respond(service_request_search.search(query))
 
 
 # ---- Task ------------------------------------------------------------------------------------
@@ -212,22 +152,27 @@ def read_task(code: str):
 @get("/Task")
 @require(PRESCRIBER, LAB)
 def search_tasks():
-    args = params.search_args("Task")
-    value = params.one(args, "group-identifier")
-    if value is None:
+    query = params.search_args("Task")
+    if not query.has("group-identifier") and not query.has("_id"):
         raise params.bad(
-            "group-identifier (the prescription code) is required.", "group-identifier"
+            "group-identifier or _id (the prescription code) is required.", "group-identifier"
         )
-    code = params.token(value, REQUISITION_SYSTEM)
+    codes = None
+    for name, system in (("group-identifier", REQUISITION_SYSTEM), ("_id", None)):
+        if query.has(name):
+            found = params.tokens(query, name, system or "")
+            codes = found if codes is None else codes & found
+    if len(codes) > MAX_TASK_CODES:
+        raise params.bad(f"At most {MAX_TASK_CODES} codes per search.", "group-identifier")
     tasks = []
-    if code is not None:
+    for code in sorted(codes):
         try:
             view = prescriptions.status(session=db_session(), actor=current_actor(), code=code)
-            tasks.append(outbound.task(view))
         except PrescriptionNotFound:
-            pass
-    self_url = params.link("Task", args)
-    return wire.respond(outbound.searchset(wire.base_url(), tasks, self_url, None, len(tasks)))
+            continue
+        if view["code"] not in {task["id"] for task in tasks}:
+            tasks.append(outbound.task(view))
+    return wire.respond(pages.listed(query, tasks, pages.cursor_state(query)))
 
 
 @post("/Task/$take")
@@ -280,34 +225,19 @@ def complete_task(code: str):
 @get("/AuditEvent")
 @require(PRESCRIBER, LAB)
 def search_audit_events():
-    args = params.search_args("AuditEvent")
-    entity = params.one(args, "entity")
+    query = params.search_args("AuditEvent")
+    entity = query.one("entity")
     if entity is None:
         raise params.bad("entity (Task/<code>) is required.", "entity")
     kind, _, code = entity.rpartition("/")
     items: list[dict[str, Any]] = []
-    cursor, next_cursor = params.one(args, "_cursor"), None
     if kind in ("", "Task", f"{wire.base_url()}/Task") and code:
         try:
-            page = history.history(
-                session=db_session(),
-                actor=current_actor(),
-                code=code,
-                limit=params.count(args),
-                cursor=cursor,
-            )
-            items, next_cursor = page["items"], page["next_cursor"]
+            items = history.history(
+                session=db_session(), actor=current_actor(), code=code, limit=history.MAX_PAGE
+            )["items"]
             code = prescriptions.parse_code(code)
         except PrescriptionNotFound:
             items = []
-        except ValidationFailed as error:
-            raise params.bad("_cursor is not one this server gave.", "_cursor") from error
     resources = outbound.audit_events(code, items)
-    bundle = outbound.searchset(
-        wire.base_url(),
-        resources,
-        params.link("AuditEvent", args, _cursor=cursor),
-        params.link("AuditEvent", args, _cursor=next_cursor) if next_cursor else None,
-        total=len(resources) if cursor is None and next_cursor is None else None,
-    )
-    return wire.respond(bundle)
+    return wire.respond(pages.listed(query, resources, pages.cursor_state(query)))

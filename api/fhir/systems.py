@@ -11,7 +11,15 @@ FHIR_VERSION = "4.0.1"
 LOINC = "http://loinc.org"
 RPPS = "https://rpps.esante.gouv.fr"
 FINESS = "https://finess.esante.gouv.fr"
-INS_NIR = "urn:oid:1.2.250.1.213.1.4.8"
+INS_NIR = "urn:oid:1.2.250.1.213.1.4.8"  # FR Core Patient INS: INS-NIR
+INS_NIA = "urn:oid:1.2.250.1.213.1.4.9"  # a temporary identifier: not a qualified INS
+INS_NIR_TEST = "urn:oid:1.2.250.1.213.1.4.10"
+INS_NIR_DEMO = "urn:oid:1.2.250.1.213.1.4.11"
+SUBSETTED = {
+    "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+    "code": "SUBSETTED",
+    "display": "subsetted",
+}
 SNOMED = "http://snomed.info/sct"
 TASK_CODE = "http://hl7.org/fhir/CodeSystem/task-code"
 AUDIT_EVENT_TYPE = "http://terminology.hl7.org/CodeSystem/audit-event-type"

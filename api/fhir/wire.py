@@ -3,18 +3,22 @@
 import re
 from typing import Any, TypeVar
 
+import orjson
 import pydantic
 from fhir_core.fhirabstractmodel import FHIRAbstractModel
 from flask import Response, request
+from werkzeug.datastructures import MultiDict
 
 from api.fhir.outcome import FhirError, Issue
 from api.fhir.systems import FHIR_JSON
 
-INBOUND_TYPES = (FHIR_JSON, "application/json")
+INBOUND_TYPES = (FHIR_JSON, "application/json", "application/json+fhir")
+FORM = "application/x-www-form-urlencoded"
 OUTBOUND_TYPES = [FHIR_JSON, "application/json"]
 FORMATS = ("json", FHIR_JSON, "application/json", "application/json+fhir")
 MAX_ISSUES = 100  # an invalid resource is answered with its first issues, not all of them
 MAX_ENTRIES = 100  # a transaction holds a prescription: its lines and a few resources
+_FORBIDDEN_CHARACTER = re.compile("[\x00\ud800-\udfff]")
 _VERSION = re.compile(r'(?:W/)?"(\d+)"')
 
 Model = TypeVar("Model", bound=FHIRAbstractModel)
@@ -31,7 +35,8 @@ def check_media_types() -> None:
         detail = f"This server answers {FHIR_JSON} only."
         raise FhirError(406, [Issue(detail, "not-supported")])
     has_body = request.content_length or (request.content_length is None and request.data)
-    if request.method == "POST" and has_body and request.mimetype not in INBOUND_TYPES:
+    accepted = (*INBOUND_TYPES, FORM) if request.path.endswith("/_search") else INBOUND_TYPES
+    if request.method == "POST" and has_body and request.mimetype not in accepted:
         detail = f"Send the body as {FHIR_JSON}, not {request.mimetype or 'nothing'}."
         raise FhirError(415, [Issue(detail, "not-supported")])
 
@@ -45,6 +50,17 @@ def json_body(*, required: bool = True) -> dict[str, Any] | None:
     if not isinstance(body, dict):
         raise FhirError(400, [Issue("The body is not a JSON object.", "structure")])
     return body
+
+
+def form_body() -> MultiDict:
+    """The parameters of POST [type]/_search (application/x-www-form-urlencoded)."""
+    if request.mimetype != FORM and request.data:
+        raise FhirError(415, [Issue(f"POST _search takes {FORM}.", "not-supported")])
+    for name, value in request.form.items(multi=True):
+        if _FORBIDDEN_CHARACTER.search(name) or _FORBIDDEN_CHARACTER.search(value):
+            detail = f"The parameter {name[:40]!r} contains a NUL character or a lone surrogate."
+            raise FhirError(400, [Issue(detail, "invalid")])
+    return request.form
 
 
 def parse(model: type[Model], body: dict[str, Any], root: str) -> Model:
@@ -87,9 +103,10 @@ def fhir_path(root: str, location: tuple) -> str:
     return path
 
 
-def respond(resource: FHIRAbstractModel, status: int = 200, **headers: str) -> Response:
+def respond(resource: dict[str, Any], status: int = 200, **headers: str) -> Response:
+    """The resource (plain data) encoded once."""
     response = Response(
-        resource.model_dump_json(), status=status, content_type=f"{FHIR_JSON}; charset=utf-8"
+        orjson.dumps(resource), status=status, content_type=f"{FHIR_JSON}; charset=utf-8"
     )
     response.headers.update(headers)
     return response
@@ -110,6 +127,18 @@ def domain_if_none_match() -> str | None:
 def not_modified() -> Response:
     etag_header = {"ETag": request.headers["If-None-Match"].strip()}
     return Response(status=304, headers=etag_header, content_type=f"{FHIR_JSON}; charset=utf-8")
+
+
+def preferences() -> dict[str, str]:
+    """The Prefer header (RFC 7240) as lower-case name -> value; names and values are read
+    case-insensitively."""
+    found: dict[str, str] = {}
+    for header in request.headers.getlist("Prefer"):
+        for item in header.split(","):
+            name, _, value = item.split(";")[0].strip().partition("=")
+            if name:
+                found.setdefault(name.lower(), value.strip().strip('"').lower())
+    return found
 
 
 def base_url() -> str:

@@ -28,7 +28,7 @@ CLAIMS = {
     ],
     "ServiceRequest:interaction:search-type": [
         "test_fhir_service_requests:test_search_own_by_requester_status_and_last_updated_with_paging",
-        "test_fhir_service_requests:test_unknown_parameters_are_ignored_unless_strict",
+        "test_fhir_service_requests:test_unknown_parameters_are_refused_unless_lenient",
     ],
     "ServiceRequest:versioning:versioned": [
         "test_fhir_service_requests:test_service_request_is_versioned_but_not_conditionally_read"
@@ -51,8 +51,17 @@ CLAIMS = {
         "test_fhir_service_requests:test_cancelled_and_expired_prescriptions_revoke_their_requested_lines",
         "test_fhir_service_requests:test_a_withheld_execution_stays_hidden_from_the_prescriber",
     ],
+    "ServiceRequest:searchParam:_id": ["test_fhir_search:test_search_by_id_one_or_several"],
+    "ServiceRequest:searchParam:code": [
+        "test_fhir_search:test_search_by_code_with_system_and_or_values"
+    ],
+    "ServiceRequest:searchParam:patient.identifier": [
+        "test_fhir_search:test_post_search_gives_a_prescriber_its_own_prescriptions_of_a_patient",
+        "test_fhir_search:test_an_ins_in_a_url_is_refused_and_points_to_post_search",
+    ],
     "ServiceRequest:searchParam:_lastUpdated": [
-        "test_fhir_service_requests:test_search_own_by_requester_status_and_last_updated_with_paging"
+        "test_fhir_search:test_date_prefixes_with_and_without_zone_read_days_in_paris",
+        "test_fhir_service_requests:test_search_own_by_requester_status_and_last_updated_with_paging",
     ],
     "Task:interaction:read": [TASK_READ],
     "Task:interaction:search-type": ["test_fhir_tasks:test_task_search_by_group_identifier"],

@@ -34,10 +34,10 @@ def test_transaction_creates_one_prescription(fhir, http, prescriber):
     patient_entry, *lines = bundle["entry"]
     assert patient_entry["response"]["status"] == "200 OK"
     assert patient_entry["response"]["outcome"]["issue"][0]["severity"] == "information"
-    code = lines[0]["response"]["location"].removeprefix("ServiceRequest/")[:-3]
+    code = lines[0]["response"]["location"].removeprefix("ServiceRequest/")[:18]
     for number, entry in enumerate(lines, 1):
         assert entry["response"]["status"] == "201 Created"
-        assert entry["response"]["location"] == f"ServiceRequest/{code}-L{number}"
+        assert entry["response"]["location"] == f"ServiceRequest/{code}-L{number}/_history/1"
         assert entry["response"]["etag"] == 'W/"1"'
         assert entry["fullUrl"] == f"http://localhost/fhir/ServiceRequest/{code}-L{number}"
         assert "outcome" not in entry["response"]  # the prolactin line has its context
@@ -311,7 +311,7 @@ def test_idempotency_key_is_shared_with_the_json_api(fhir, http, session, prescr
     )
     assert by_fhir.headers["Idempotent-Replayed"] == "true"
     location = by_fhir.json["entry"][1]["response"]["location"]
-    assert location == f"ServiceRequest/{by_json.json['code']}-L1"
+    assert location == f"ServiceRequest/{by_json.json['code']}-L1/_history/1"
     assert count(session) == 1
 
 
@@ -324,7 +324,7 @@ def test_if_none_exist_on_the_requisition_answers_the_existing(fhir, session, pr
         assert again.status_code == 200
         entries = again.json["entry"][1:]
         assert [e["response"]["status"] for e in entries] == ["200 OK"] * 3
-        assert entries[2]["response"]["location"] == f"ServiceRequest/{code}-L3"
+        assert entries[2]["response"]["location"].startswith(f"ServiceRequest/{code}-L3/_history/")
     assert count(session) == 1
     in_entries = transaction_bundle()
     for entry in in_entries["entry"]:

@@ -67,7 +67,7 @@ def test_a_fhir_client_follows_a_prescription(live_server, prescriber, lab):
 
     # It finds the ServiceRequests by requisition, and reads the Task.
     found = by_requisition(smart, code)
-    assert [f"ServiceRequest/{sr.id}" for sr in found] == locations
+    assert [f"ServiceRequest/{sr.id}/_history/1" for sr in found] == locations
     assert found[0].code.coding[0].display == "Numération formule sanguine"
     assert found[2].code.text == "Recherche de cryoglobulines"
     assert {sr.requisition.value for sr in found} == {code}

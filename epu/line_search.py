@@ -1,0 +1,184 @@
+"""A prescriber's own prescription lines, searched and paged line by line (protocol-agnostic).
+
+Each line is one result: a page may stop in the middle of a prescription and the next page
+goes on from there (keyset: last update, prescription, line position). Every filter is applied
+in the database, so a page costs one bounded query whatever matches. No read event is
+recorded (the caller is the author), and an active prescription past its validity shows as
+expired without a write.
+"""
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, case, false, func, not_, or_, select
+from sqlalchemy.orm import Session, selectinload
+
+from epu import views
+from epu.actors import Actor
+from epu.statuses import ACTIVE, CANCELLED, EXPIRED, REQUESTED
+from models import Line, Prescription
+from models.base import utcnow
+
+# The state of a line as its reader sees it: the line statuses, plus "withdrawn" (still
+# requested when its prescription was cancelled or expired) and "withheld" (the patient kept
+# the execution from the prescriber).
+WITHDRAWN, WITHHELD = "withdrawn", "withheld"
+Position = tuple[datetime, int, int]  # (updated_at, prescription pk, line position)
+
+
+@dataclass(frozen=True)
+class Span:
+    """A time range [start, end) (either end open); inside=False: the moment is outside it."""
+
+    start: datetime | None
+    end: datetime | None
+    inside: bool = True
+
+    def holds(self, moment: datetime) -> bool:
+        within = (self.start is None or moment >= self.start) and (
+            self.end is None or moment < self.end
+        )
+        return within == self.inside
+
+    def condition(self, column):
+        parts = []
+        if self.start is not None:
+            parts.append(column >= self.start)
+        if self.end is not None:
+            parts.append(column < self.end)
+        within = and_(*parts)
+        return within if self.inside else not_(within)
+
+
+# All of the groups hold, each group by any of its spans.
+TimeCriterion = Sequence[Sequence[Span]]
+
+
+def holds(moment: datetime, criterion: TimeCriterion) -> bool:
+    return all(any(span.holds(moment) for span in group) for group in criterion)
+
+
+@dataclass(frozen=True)
+class LineFilter:
+    loincs: Collection[str] | None = None
+    states: Collection[str] | None = None
+    updated: TimeCriterion = ()
+    ins_pseudonym: str | None = None
+    codes: Collection[str] | None = None
+
+
+def _conditions(actor: Actor, where: LineFilter, now: datetime) -> list:
+    hidden = Prescription.sharing_withheld
+    conditions = [
+        Prescription.prescriber_id == actor.client_pk,
+        or_(not_(hidden), Line.origin == "prescriber"),
+    ]
+    if where.loincs is not None:
+        conditions.append(Line.loinc.in_(list(where.loincs)) if where.loincs else false())
+    if where.states is not None:
+        conditions.append(_state(now).in_(list(where.states)) if where.states else false())
+    for group in where.updated:
+        conditions.append(or_(*(span.condition(Prescription.updated_at) for span in group)))
+    if where.ins_pseudonym is not None:
+        conditions.append(Prescription.ins_pseudonym == where.ins_pseudonym)
+    if where.codes is not None:
+        conditions.append(Prescription.code.in_(list(where.codes)) if where.codes else false())
+    return conditions
+
+
+def _state(now: datetime):
+    closed = or_(
+        Prescription.status.in_((CANCELLED, EXPIRED)),
+        and_(Prescription.status == ACTIVE, Prescription.expires_at <= now),
+    )
+    hidden = Prescription.sharing_withheld
+    return case(
+        (and_(closed, or_(hidden, Line.status == REQUESTED)), WITHDRAWN),
+        (hidden, WITHHELD),
+        else_=Line.status,
+    )
+
+
+def own_lines(
+    *,
+    session: Session,
+    actor: Actor,
+    where: LineFilter,
+    limit: int,
+    after: Position | None = None,
+) -> dict[str, Any]:
+    """Up to `limit` matching lines as (view, line, position), and the position to go on from."""
+    now = utcnow()
+    query = (
+        select(Prescription.id, Prescription.updated_at, Line.position, Line.line_id)
+        .join(Line, Line.prescription_id == Prescription.id)
+        .where(*_conditions(actor, where, now))
+        .order_by(Prescription.updated_at, Prescription.id, Line.position)
+        .limit(limit + 1)
+    )
+    if after is not None:
+        moment, pk, position = after
+        query = query.where(
+            or_(
+                Prescription.updated_at > moment,
+                and_(
+                    Prescription.updated_at == moment,
+                    or_(
+                        Prescription.id > pk,
+                        and_(Prescription.id == pk, Line.position > position),
+                    ),
+                ),
+            )
+        )
+    rows = session.execute(query).all()
+    page = rows[:limit]
+    found = session.scalars(
+        select(Prescription)
+        .where(Prescription.id.in_({row.id for row in page}))
+        .options(selectinload(Prescription.lines))
+    )
+    shown = {prescription.id: _view(prescription, actor, now) for prescription in found}
+    items = []
+    for row in page:
+        view = shown[row.id]
+        line = next(line for line in view["lines"] if line["id"] == row.line_id)
+        items.append((view, line, (row.updated_at, row.id, row.position)))
+    session.rollback()
+    return {"items": items, "next": items[-1][2] if len(rows) > limit else None}
+
+
+def count_own_lines(*, session: Session, actor: Actor, where: LineFilter) -> int:
+    query = (
+        select(func.count())
+        .select_from(Prescription)
+        .join(Line, Line.prescription_id == Prescription.id)
+        .where(*_conditions(actor, where, utcnow()))
+    )
+    total = session.scalar(query) or 0
+    session.rollback()
+    return total
+
+
+def codes_for_patient(
+    *, session: Session, actor: Actor, codes: Collection[str], ins_pseudonym: str
+) -> set[str]:
+    """Those of these codes that are the caller's prescriptions for this patient."""
+    found = session.scalars(
+        select(Prescription.code).where(
+            Prescription.code.in_(list(codes)),
+            Prescription.prescriber_id == actor.client_pk,
+            Prescription.ins_pseudonym == ins_pseudonym,
+        )
+    )
+    result = set(found)
+    session.rollback()
+    return result
+
+
+def _view(prescription: Prescription, actor: Actor, now: datetime) -> dict[str, Any]:
+    view = views.full(prescription, actor)
+    if prescription.status == ACTIVE and prescription.expires_at <= now:
+        view["status"] = EXPIRED
+    return view
