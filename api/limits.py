@@ -25,6 +25,7 @@ from epu.settings import Settings
 log = logging.getLogger(__name__)
 
 FAILED_SCAN_WINDOW = 600
+LOOKUP_WINDOW = 600
 REDIS_TIMEOUT = 0.15  # seconds: a dead Redis costs a request at most this, then is skipped
 REDIS_RETRY_AFTER = 5.0  # seconds without trying Redis once it failed
 WARNING_INTERVAL = 60.0
@@ -283,6 +284,7 @@ class Limits:
         requests = parse(settings.rate_limit)
         self._requests = (float(requests.get_expiry()), requests.amount)
         self._failed_scans = (float(FAILED_SCAN_WINDOW), settings.failed_scan_limit)
+        self._lookups = (float(LOOKUP_WINDOW), settings.lookup_limit)
 
     @property
     def state(self) -> str:
@@ -350,6 +352,15 @@ class Limits:
         with self.failed_scan_slot(actor) as slot:
             slot.keep()
         return slot.exhausted
+
+    def count_lookup(self, actor: Actor) -> None:
+        """Count a patient lookup (by INS and birth date); 429 past the allowance."""
+        window, limit = self._lookups
+        took, _ = self.take(f"epu:patient-lookups:{actor.client_pk}", window, limit)
+        if not took.taken:
+            raise too_many(
+                "Too many patient lookups from this client; lookups are paused.", took.retry_after
+            )
 
     # ---- the token endpoint: exponential pauses, never a lockout ---------------------------
 
