@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from epu.actors import Actor
+from epu.webhooks import outbox
 from models import Event, Prescription
 from models.base import utcnow
 
@@ -19,17 +20,17 @@ def record(
     actor: Actor | None,
     detail: dict[str, Any],
 ) -> None:
-    session.add(
-        Event(
-            prescription_id=prescription.id if prescription else None,
-            type=kind,
-            actor_role=actor.role if actor else "system",
-            actor_client_id=actor.client_pk if actor else None,
-            actor_identifier=actor.identifier if actor else None,
-            actor_name=actor.name if actor else "EPU",
-            detail=detail,
-        )
+    event = Event(
+        prescription_id=prescription.id if prescription else None,
+        type=kind,
+        actor_role=actor.role if actor else "system",
+        actor_client_id=actor.client_pk if actor else None,
+        actor_identifier=actor.identifier if actor else None,
+        actor_name=actor.name if actor else "EPU",
+        detail=detail,
     )
+    session.add(event)
+    outbox.enqueue(session, event, prescription, actor)  # same transaction: never lost
 
 
 REPEAT_WINDOW = timedelta(minutes=10)
