@@ -40,7 +40,11 @@ def create_app(settings: Settings | None = None) -> Flask:
             "security": [{"bearer": []}],
         },
     )
-    engine = make_engine(settings.database_url)
+    engine = make_engine(
+        settings.database_url,
+        connect_timeout=settings.db_connect_timeout,
+        statement_timeout=settings.db_statement_timeout,
+    )
     app.extensions["epu.settings"] = settings
     app.extensions["epu.engine"] = engine
     app.extensions["epu.sessions"] = make_session_factory(engine)

@@ -5,6 +5,7 @@ from typing import Any
 
 from flask import Flask, Response, json
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from epu import errors
@@ -174,8 +175,8 @@ def _from_http(error: HTTPException) -> Response:
     return problem_response(status, slug, error.name, detail, headers=headers)
 
 
-def _from_database(error: OperationalError) -> Response:
-    log.warning("database unavailable: %s", type(error.orig).__name__)
+def _from_database(error: OperationalError | PoolTimeout) -> Response:
+    log.warning("database unavailable: %s", type(getattr(error, "orig", error)).__name__)
     return problem_response(
         503,
         "unavailable",
@@ -197,4 +198,5 @@ def register(app: Flask) -> None:
     app.register_error_handler(Problem, _from_problem)
     app.register_error_handler(HTTPException, _from_http)
     app.register_error_handler(OperationalError, _from_database)
+    app.register_error_handler(PoolTimeout, _from_database)  # every connection is stuck
     app.register_error_handler(Exception, _from_unexpected)

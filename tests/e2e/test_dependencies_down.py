@@ -7,7 +7,7 @@ import requests
 
 from epu.codes import check_character
 from tests.e2e.proxy import Proxy
-from tests.e2e.support import REDIS_DB
+from tests.e2e.support import REDIS_DB, ServerPool
 
 DEADLINE = 10  # generous: what is asserted is that requests end, not how fast
 
@@ -78,3 +78,51 @@ def test_without_redis_the_workers_of_one_instance_share_the_failed_scan_limit(
     assert statuses.count(404) == 5
     assert statuses[5:] == [429] * 7
     assert server.get("/readyz").json()["limits"] == "instance"
+
+
+@pytest.fixture
+def postgres_proxy(settings):
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.database_url)
+    if url.get_backend_name() != "postgresql":
+        pytest.skip("the partition is simulated between EPU and PostgreSQL")
+    proxy = Proxy(url.host or "127.0.0.1", url.port or 5432)
+    yield proxy, url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    proxy.close()
+
+
+def test_postgresql_dropping_packets_gives_503_then_recovers(
+    settings, register, postgres_proxy, tmp_path
+):
+    proxy, url = postgres_proxy
+    pool = ServerPool(url, settings.secret_key, tmp_path / "servers")
+    try:
+        server = pool.start("a", workers=1)
+        exercise_a_partition(server, register(server, "prescriber"), proxy)
+    finally:
+        pool.stop_all()
+
+
+def exercise_a_partition(server, prescriber, proxy) -> None:
+    assert server.get("/api/v1/prescriptions", headers=prescriber.headers).status_code == 200
+
+    proxy.drop()
+    assert server.get("/healthz", timeout=DEADLINE).status_code == 200  # never the database
+    ready = server.get("/readyz", timeout=DEADLINE)
+    assert ready.status_code == 503
+    refused = server.get("/api/v1/prescriptions", headers=prescriber.headers, timeout=DEADLINE)
+    assert refused.status_code == 503, refused.text
+    assert refused.headers["Retry-After"]
+    assert refused.json()["code"] == "unavailable"
+
+    proxy.restore()
+    until(lambda: server.get("/readyz", timeout=DEADLINE).status_code == 200)
+    until(
+        lambda: (
+            server.get(
+                "/api/v1/prescriptions", headers=prescriber.headers, timeout=DEADLINE
+            ).status_code
+            == 200
+        )
+    )
