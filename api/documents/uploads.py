@@ -17,7 +17,13 @@ from api.errors import Problem, flatten
 from api.limits import limits
 from epu import codes
 from epu.errors import ValidationFailed
-from qr.decode import ImageTooLarge, UnreadableImage, UnsupportedImage, decode_codes
+from qr.decode import (
+    DecoderBusy,
+    ImageTooLarge,
+    UnreadableImage,
+    UnsupportedImage,
+    decode_codes,
+)
 
 MULTIPART = "multipart/form-data"
 MAX_IMAGE_BYTES = 5 * 1024 * 1024
@@ -109,10 +115,12 @@ def _code_in(image: bytes) -> str:
         texts = decode_codes(image, max_pixels=MAX_PIXELS)
     except UnsupportedImage as error:
         raise Problem(415, "The image must be a PNG or a JPEG.") from error
-    except ImageTooLarge as error:
+    except DecoderBusy as error:
         raise Problem(
-            413, f"The image has more than {MAX_PIXELS:,} pixels: send a smaller photo."
+            503, "Too many photos are being read: retry shortly.", headers={"Retry-After": "2"}
         ) from error
+    except ImageTooLarge as error:
+        raise Problem(413, f"The image is too large ({error}): send a smaller photo.") from error
     except UnreadableImage as error:
         raise Problem(
             422,

@@ -41,7 +41,8 @@ IF_MATCH = {
         404: "No such prescription",
         409: "Held by another laboratory, or completed",
         410: "Cancelled or expired",
-        413: "Body too large; image over 5 MB or 40 million pixels",
+        413: "Body too large; image over 5 MB, 40 million pixels (16 million in PNG) "
+        "or 65,535 on a side",
         415: "Neither JSON nor a PNG or JPEG part 'image'",
         422: "Invalid code (check character) or patient mismatch; in an image: "
         "no_code_found, several_codes or unreadable_image",
