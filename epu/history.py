@@ -17,6 +17,16 @@ from models.db import writes
 # What a prescriber still sees when the patient objected to sharing the execution, and what a
 # laboratory sees of another laboratory's execution.
 _STATUS_ONLY_EVENTS = ("created", "cancelled", "expired", "completed")
+# ... and what the prescriber must answer, or be told was done without its agreement.
+_PROPOSAL_EVENTS = (
+    "proposed",
+    "proposal_withdrawn",
+    "proposal_superseded",
+    "proposal_accepted",
+    "proposal_refused",
+    "applied_urgent",
+    "applied_prescriber_unavailable",
+)
 DEFAULT_PAGE, MAX_PAGE = 100, 500
 
 
@@ -74,7 +84,7 @@ def _may_read_history(actor: Actor):
 def _visible_events(prescription: Prescription, actor: Actor):
     if actor.is_prescriber:
         if prescription.sharing_withheld:
-            return Event.type.in_(_STATUS_ONLY_EVENTS)
+            return Event.type.in_(_STATUS_ONLY_EVENTS + _PROPOSAL_EVENTS)
         return true()
     others = aliased(Event)
     objection_elsewhere = exists().where(

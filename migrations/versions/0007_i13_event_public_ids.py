@@ -3,16 +3,16 @@
 `events.id` stays the integer primary key (the webhook dispatcher reads the table by it); the
 API shows `public_id`, random, and pages the history by it.
 
-Revision ID: 0006_i13
-Revises: 0005_i11
+Revision ID: 0007_i13
+Revises: 0006_i09
 Create Date: 2026-12-01
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0006_i13'
-down_revision = '0005_i11'
+revision = '0007_i13'
+down_revision = '0006_i09'
 branch_labels = None
 depends_on = None
 
