@@ -6,8 +6,10 @@ from flask import Flask
 def init_app(app: Flask) -> None:
     """Register the /fhir blueprint (its own OperationOutcome error handlers come with it)."""
     from api.fhir.routes import blp
+    from api.fhir.subscriptions import blp as subscriptions
 
     app.register_blueprint(blp)
+    app.register_blueprint(subscriptions)
 
 
 def register_error_handlers(app: Flask) -> None:

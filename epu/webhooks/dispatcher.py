@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from epu.settings import Settings, WebhookSettings
-from epu.webhooks import sender, signing
+from epu.webhooks import fhir, sender, signing
 from epu.webhooks.events import PING, STATUS_ONLY
 from epu.webhooks.outbox import DELIVERED, PENDING, SKIPPED
 from models import Event, Prescription, WebhookAttempt, WebhookDelivery, WebhookSubscription
@@ -49,6 +49,8 @@ class Job:
     kind: str
     event_id: int | None
     payload: dict[str, Any]
+    content_type: str = "application/json"
+    headers: str | None = None  # encrypted JSON list of "Name: value" (FHIR channel.header)
 
 
 def _iso(moment: datetime) -> str:
@@ -75,7 +77,7 @@ def _hidden(delivery: WebhookDelivery, subscription: WebhookSubscription, row) -
     """The patient objected: the owner prescriber gets the status events only (checked when
     sending, so an objection recorded after the event still applies)."""
     return (
-        delivery.kind != PING
+        delivery.kind not in (PING, fhir.HANDSHAKE)
         and row.sharing_withheld
         and subscription.client_id == row.prescriber_id
         and delivery.kind not in STATUS_ONLY
@@ -116,7 +118,13 @@ def claim(
         .where(
             WebhookDelivery.status == PENDING,
             or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until < now),
-            WebhookSubscription.status == "active",
+            or_(
+                WebhookSubscription.status == "active",
+                and_(
+                    WebhookSubscription.status == "requested",
+                    WebhookDelivery.kind == fhir.HANDSHAKE,
+                ),
+            ),
             or_(WebhookSubscription.retry_at.is_(None), WebhookSubscription.retry_at <= now),
             ~waits_for_earlier,
         )
@@ -142,9 +150,21 @@ def claim(
             continue
         taken[subscription.id] += 1
         delivery.lease_owner, delivery.lease_until = owner, until
+        if subscription.kind == "fhir" and delivery.number is None and delivery.event_id:
+            delivery.number = _next_number(session, subscription.id)
         jobs.append(_job(delivery, subscription, facts, now))
     session.commit()
     return jobs
+
+
+def _next_number(session: Session, subscription_id: int) -> int:
+    """The subscription's next FHIR event number (atomic: dispatchers may claim together)."""
+    return session.execute(
+        update(WebhookSubscription)
+        .where(WebhookSubscription.id == subscription_id)
+        .values(events_count=WebhookSubscription.events_count + 1)
+        .returning(WebhookSubscription.events_count)
+    ).scalar_one()
 
 
 @dataclass(frozen=True)
@@ -159,7 +179,24 @@ def _job(delivery: WebhookDelivery, subscription: WebhookSubscription, facts: _F
     secrets = [subscription.secret]
     if subscription.previous_secret and (subscription.previous_secret_until or now) > now:
         secrets.append(subscription.previous_secret)
-    message_id = f"ping_{delivery.id}" if delivery.kind == PING else f"evt_{delivery.event_id}"
+    if delivery.kind in (PING, fhir.HANDSHAKE):
+        message_id = f"{delivery.kind}_{delivery.id}"
+    else:
+        message_id = f"evt_{delivery.event_id}"
+    if subscription.kind == "fhir":
+        return Job(
+            delivery_id=delivery.id,
+            subscription_id=subscription.id,
+            subscription_public_id=subscription.public_id,
+            url=subscription.url,
+            secrets=tuple(secrets),
+            message_id=message_id,
+            kind=delivery.kind,
+            event_id=delivery.event_id,
+            payload=fhir_payload(delivery, subscription, facts, now),
+            content_type=fhir.FHIR_JSON,
+            headers=(subscription.fhir or {}).get("headers"),
+        )
     return Job(
         delivery_id=delivery.id,
         subscription_id=subscription.id,
@@ -170,6 +207,26 @@ def _job(delivery: WebhookDelivery, subscription: WebhookSubscription, facts: _F
         kind=delivery.kind,
         event_id=delivery.event_id,
         payload=payload(delivery, subscription, facts.code, facts.at),
+    )
+
+
+def fhir_payload(
+    delivery: WebhookDelivery, subscription: WebhookSubscription, facts: "_Facts", now
+) -> dict[str, Any]:
+    """A FHIR notification Bundle (id-only: the focus Task, nothing else)."""
+    base = (subscription.fhir or {}).get("base", "")
+    handshake = delivery.kind == fhir.HANDSHAKE
+    events = [] if handshake else [{"number": delivery.number, "at": facts.at, "code": facts.code}]
+    status = fhir.status_parameters(
+        base=base,
+        subscription_id=subscription.public_id,
+        status=subscription.status,
+        kind="handshake" if handshake else "event-notification",
+        events_since_start=0 if handshake else delivery.number,
+        events=events,
+    )
+    return fhir.notification(
+        base=base, subscription_id=subscription.public_id, at=now, status=status
     )
 
 
@@ -211,6 +268,8 @@ def settle(
     delivery.lease_owner = delivery.lease_until = None
     if outcome.ok:
         delivery.status, delivery.delivered_at = DELIVERED, now
+        if delivery.kind == fhir.HANDSHAKE and subscription.status == "requested":
+            subscription.status = "active"
         if subscription.failures:
             subscription.failures = 0
             subscription.failing_since = subscription.retry_at = None
@@ -242,11 +301,19 @@ def send(job: Job, key: bytes, settings: WebhookSettings) -> sender.Outcome:
     body = json.dumps(job.payload, separators=(",", ":"), ensure_ascii=False)
     now = utcnow()
     secrets = [signing.decrypt(secret, key) for secret in job.secrets]
-    headers = {
-        "webhook-id": job.message_id,
-        "webhook-timestamp": str(int(now.timestamp())),
-        "webhook-signature": signing.signature(secrets, job.message_id, now, body),
-    }
+    headers = {}
+    if job.headers:
+        for header in json.loads(signing.decrypt(job.headers, key)):
+            name, _, value = header.partition(":")
+            headers[name.strip()] = value.strip()
+    headers.update(
+        {
+            "Content-Type": job.content_type,
+            "webhook-id": job.message_id,
+            "webhook-timestamp": str(int(now.timestamp())),
+            "webhook-signature": signing.signature(secrets, job.message_id, now, body),
+        }
+    )
     return sender.post(
         job.url,
         body.encode(),
