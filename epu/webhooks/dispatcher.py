@@ -14,6 +14,7 @@ commit order even on PostgreSQL; across prescriptions nothing is promised.
 import json
 import logging
 import os
+import queue
 import random
 import socket
 import threading
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import and_, exists, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from epu.settings import Settings, WebhookSettings
@@ -238,10 +239,85 @@ def retry_delay(failures: int, settings: WebhookSettings) -> float:
 
 @writes
 def settle(
-    *, session: Session, job: Job, outcome: sender.Outcome, settings: WebhookSettings
+    *,
+    session: Session,
+    results: list[tuple[Job, sender.Outcome]],
+    settings: WebhookSettings,
 ) -> None:
-    """Record an attempt and what follows from it, in one transaction."""
+    """Record attempts and what follows from them, several at once, in one transaction."""
     now = utcnow()
+    _settle_successes(session, [(j, o) for j, o in results if o.ok], now)
+    for job, outcome in results:
+        if not outcome.ok:
+            _settle_failure(session, job, outcome, settings, now)
+    session.commit()
+
+
+def _settle_successes(session: Session, results: list[tuple[Job, sender.Outcome]], now) -> None:
+    if not results:
+        return
+    # FOR KEY SHARE: the rows stay, and writers' foreign key checks never wait on us.
+    alive = set(
+        session.scalars(
+            select(WebhookDelivery.id)
+            .where(WebhookDelivery.id.in_([job.delivery_id for job, _ in results]))
+            .with_for_update(read=True, key_share=True)
+        )
+    )
+    results = [(job, outcome) for job, outcome in results if job.delivery_id in alive]
+    if not results:  # their subscriptions were deleted meanwhile
+        return
+    session.execute(
+        insert(WebhookAttempt),
+        [
+            {
+                "subscription_id": job.subscription_id,
+                "delivery_id": job.delivery_id,
+                "event_id": job.event_id,
+                "kind": job.kind,
+                "at": now,
+                "http_status": outcome.http_status,
+                "duration_ms": outcome.duration_ms,
+                "response_excerpt": outcome.excerpt,
+            }
+            for job, outcome in results
+        ],
+    )
+    quiet = {"synchronize_session": False}
+    session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id.in_([job.delivery_id for job, _ in results]))
+        .values(
+            status=DELIVERED,
+            delivered_at=now,
+            attempts=WebhookDelivery.attempts + 1,
+            lease_owner=None,
+            lease_until=None,
+        ),
+        execution_options=quiet,
+    )
+    subscriptions = {job.subscription_id for job, _ in results}
+    session.execute(
+        update(WebhookSubscription)
+        .where(WebhookSubscription.id.in_(subscriptions), WebhookSubscription.failures > 0)
+        .values(failures=0, failing_since=None, retry_at=None),
+        execution_options=quiet,
+    )
+    handshakes = {job.subscription_id for job, _ in results if job.kind == fhir.HANDSHAKE}
+    if handshakes:
+        session.execute(
+            update(WebhookSubscription)
+            .where(
+                WebhookSubscription.id.in_(handshakes), WebhookSubscription.status == "requested"
+            )
+            .values(status="active"),
+            execution_options=quiet,
+        )
+
+
+def _settle_failure(
+    session: Session, job: Job, outcome: sender.Outcome, settings: WebhookSettings, now
+) -> None:
     # FOR NO KEY UPDATE: writers inserting deliveries hold KEY SHARE locks on the
     # subscription (foreign key checks); a plain FOR UPDATE would queue them behind us.
     delivery = session.get(WebhookDelivery, job.delivery_id, with_for_update={"key_share": True})
@@ -249,7 +325,6 @@ def settle(
         WebhookSubscription, job.subscription_id, with_for_update={"key_share": True}
     )
     if delivery is None or subscription is None:  # deleted meanwhile
-        session.rollback()
         return
     session.add(
         WebhookAttempt(
@@ -266,19 +341,12 @@ def settle(
     )
     delivery.attempts += 1
     delivery.lease_owner = delivery.lease_until = None
-    if outcome.ok:
-        delivery.status, delivery.delivered_at = DELIVERED, now
-        if delivery.kind == fhir.HANDSHAKE and subscription.status == "requested":
-            subscription.status = "active"
-        if subscription.failures:
-            subscription.failures = 0
-            subscription.failing_since = subscription.retry_at = None
-    elif outcome.gone:
+    if outcome.gone:
         log.info("subscription %s answered 410 Gone: deleted", subscription.public_id)
         session.delete(subscription)
     else:
         _note_failure(subscription, outcome, now, settings)
-    session.commit()
+    session.flush()
 
 
 def _note_failure(
@@ -336,9 +404,14 @@ class Dispatcher:
         self.busy: Counter[int] = Counter()
         self.in_flight = 0
         self.wake = threading.Event()
+        # Outcomes are recorded by one thread, many per transaction.
+        self.outcomes: queue.SimpleQueue[tuple[Job, sender.Outcome]] = queue.SimpleQueue()
+        self.sending_done = threading.Event()
+        self.settler = threading.Thread(target=self._settle_loop, name="settle", daemon=True)
 
     def run(self, stop: threading.Event) -> None:
         log.info("dispatcher %s started (%d workers)", self.owner, self.settings.workers)
+        self.settler.start()
         try:
             while not stop.is_set():
                 try:
@@ -352,6 +425,8 @@ class Dispatcher:
                     self.wake.clear()
         finally:
             self.pool.shutdown(wait=True)  # in-flight deliveries end within their timeout
+            self.sending_done.set()
+            self.settler.join()
             log.info("dispatcher %s stopped", self.owner)
 
     def step(self) -> int:
@@ -374,12 +449,33 @@ class Dispatcher:
     def _deliver(self, job: Job) -> None:
         try:
             outcome = send(job, self.key, self.settings)
-            with self.sessions() as session:
-                settle(session=session, job=job, outcome=outcome, settings=self.settings)
-        except Exception:
+        except Exception as error:  # e.g. a secret that no longer decrypts
             log.exception("delivery %s failed unexpectedly", job.delivery_id)
-        finally:
-            with self.lock:
-                self.in_flight -= 1
-                self.busy[job.subscription_id] -= 1
-            self.wake.set()
+            outcome = sender.Outcome(None, f"internal: {type(error).__name__}", 0)
+        self.outcomes.put((job, outcome))
+        with self.lock:
+            self.in_flight -= 1
+
+    def _settle_loop(self) -> None:
+        while True:
+            try:
+                batch = [self.outcomes.get(timeout=0.2)]
+            except queue.Empty:
+                if self.sending_done.is_set():
+                    return
+                continue
+            while len(batch) < 500:
+                try:
+                    batch.append(self.outcomes.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                with self.sessions() as session:
+                    settle(session=session, results=batch, settings=self.settings)
+            except Exception:  # their leases expire and they are sent again: at least once
+                log.exception("recording %d delivery outcomes failed", len(batch))
+            finally:
+                with self.lock:
+                    for job, _outcome in batch:
+                        self.busy[job.subscription_id] -= 1
+                self.wake.set()
