@@ -22,6 +22,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from bench import (
     bodies,
     database,
+    hardening,
     measure,
     prepare,
     profiling,
@@ -284,6 +285,7 @@ def main() -> int:
         report.judge(rows)
         trips = queries.round_trips(db, env["EPU_SECRET_KEY"], accounts[0][0], accounts[1][0])
         extra = f"\n## Database round trips per request\n\n{trips}\n"
+        extra += "\n" + hardening.run(config.gunicorn, db, env, accounts, OUT)
         if os.environ.get("BENCH_WEBHOOKS", "1") != "0":
             extra += "\n" + webhooks.run(db, env, OUT)
         if config.soak_seconds > 0:

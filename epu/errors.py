@@ -65,6 +65,19 @@ class PatientMismatch(DomainError):
     detail = "The INS given is not the one of this prescription's patient."
 
 
+class InsChecksPaused(DomainError):
+    slug = "ins_checks_paused"
+    title = "INS checks paused"
+    detail = (
+        "Too many INS mismatches for this prescription or from this laboratory: the INS check "
+        "is paused; scan without patient_ins, or retry later."
+    )
+
+    def __init__(self, detail: str | None = None, *, retry_after: int = 3600):
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
 class NotCancellable(DomainError):
     slug = "not_cancellable"
     title = "Prescription cannot be cancelled"
@@ -119,6 +132,12 @@ class ProposalNotPending(DomainError):
     slug = "proposal_not_pending"
     title = "The proposal is no longer pending"
     detail = "This proposal has already been answered, withdrawn or superseded."
+
+
+class TooManyProposals(DomainError):
+    slug = "too_many_proposals"
+    title = "Too many proposals"
+    detail = "This prescription has had 50 proposals: call the prescriber."
 
 
 class SubscriptionNotFound(DomainError):

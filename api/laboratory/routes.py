@@ -1,3 +1,5 @@
+from contextlib import nullcontext
+
 from flask_smorest import Blueprint
 
 from api.auth import current_actor, require
@@ -8,9 +10,9 @@ from api.extensions import db_session
 from api.laboratory.schemas import DoneIn, PatchIn, ScanIn
 from api.limits import limits
 from api.prescriptions.schemas import PrescriptionOut
-from epu import laboratory
+from epu import laboratory, proposals
 from epu.actors import LAB
-from epu.errors import PrescriptionNotFound
+from epu.errors import PatientMismatch, PrescriptionNotFound
 
 NOT_HELD = "Not held by this laboratory"
 
@@ -39,11 +41,13 @@ IF_MATCH = {
         404: "No such prescription",
         409: "Held by another laboratory, or completed",
         410: "Cancelled or expired",
-        413: "Body too large; image over 5 MB or 40 million pixels",
+        413: "Body too large; image over 5 MB, 40 million pixels (16 million in PNG) "
+        "or 65,535 on a side",
         415: "Neither JSON nor a PNG or JPEG part 'image'",
         422: "Invalid code (check character) or patient mismatch; in an image: "
         "no_code_found, several_codes or unreadable_image",
-        429: "Too many requests, or too many unknown codes scanned",
+        429: "Too many requests, too many unknown codes scanned, or INS checks paused "
+        "after too many INS mismatches",
     },
     WITH_BODY,
 )
@@ -60,20 +64,27 @@ def scan(data):
 
 def take(code: str, patient_ins: str | None, objects_to_sharing: bool) -> dict:
     actor = current_actor()
-    limits().check_scans_allowed(actor)
-    try:
-        return laboratory.take(
-            session=db_session(),
-            actor=actor,
-            code=code,
-            ins_key=ins_key(),
-            patient_ins=patient_ins,
-            objects_to_sharing=objects_to_sharing,
-        )
-    except PrescriptionNotFound:
-        if limits().count_failed_scan(actor):
-            laboratory.note_scans_blocked(session=db_session(), actor=actor)
-        raise
+    with (
+        limits().failed_scan_slot(actor) as slot,
+        limits().ins_mismatch_slot(actor) if patient_ins else nullcontext() as ins_slot,
+    ):
+        try:
+            return laboratory.take(
+                session=db_session(),
+                actor=actor,
+                code=code,
+                ins_key=ins_key(),
+                patient_ins=patient_ins,
+                objects_to_sharing=objects_to_sharing,
+            )
+        except PrescriptionNotFound:
+            slot.keep()
+            if slot.exhausted:
+                laboratory.note_scans_blocked(session=db_session(), actor=actor)
+            raise
+        except PatientMismatch:
+            ins_slot.keep()
+            raise
 
 
 @blp.post("/prescriptions/<code>/release")
@@ -87,12 +98,14 @@ def release(code):
 
 @blp.patch("/prescriptions/<code>")
 @blp.arguments(PatchIn)
-@blp.response(200, PrescriptionOut, headers={"ETag": {"schema": {"type": "string"}}})
+@blp.response(202, PrescriptionOut, headers={"ETag": {"schema": {"type": "string"}}})
+@blp.alt_response(200, schema=PrescriptionOut, description="Applied at once (urgent, unavailable)")
 @refusals(
     blp,
     {
         404: NOT_HELD,
-        409: "A changed line is no longer requested",
+        409: "A changed line is no longer requested; a proposal is pending (proposal_pending); "
+        "completed by this laboratory (prescription_completed)",
         412: "If-Match is not the current version",
         428: "If-Match is missing",
     },
@@ -101,14 +114,28 @@ def release(code):
 @blp.doc(parameters=[IF_MATCH])
 @require(LAB)
 def modify(data, code):
-    """Add, remove or replace exams, each with a reason; all or nothing"""
+    """Propose exams to add, remove or replace, each with a reason; or apply them at once"""
+    body = proposals.change(
+        session=db_session(),
+        actor=current_actor(),
+        code=code,
+        if_match=versions_in_if_match(),
+        changes=data["changes"],
+        mode=data["mode"],
+        reason=data.get("reason"),
+    )
+    return with_etag(body, 202 if data["mode"] == proposals.PROPOSAL else 200)
+
+
+@blp.post("/prescriptions/<code>/proposals/<proposal_id>/withdraw")
+@blp.response(200, PrescriptionOut, headers={"ETag": {"schema": {"type": "string"}}})
+@refusals(blp, {404: NOT_HELD + ", or no such proposal", 409: "The proposal is not pending"})
+@require(LAB)
+def withdraw(code, proposal_id):
+    """Withdraw this laboratory's pending proposal (repeating is harmless)"""
     return with_etag(
-        laboratory.modify(
-            session=db_session(),
-            actor=current_actor(),
-            code=code,
-            if_match=versions_in_if_match(),
-            changes=data["changes"],
+        proposals.withdraw(
+            session=db_session(), actor=current_actor(), code=code, proposal_id=proposal_id
         )
     )
 
@@ -116,7 +143,15 @@ def modify(data, code):
 @blp.post("/prescriptions/<code>/done")
 @blp.arguments(DoneIn)
 @blp.response(200, PrescriptionOut, headers={"ETag": {"schema": {"type": "string"}}})
-@refusals(blp, {404: NOT_HELD, 409: "A reported line is not requested"}, WITH_BODY)
+@refusals(
+    blp,
+    {
+        404: NOT_HELD,
+        409: "A reported line is not requested, or awaits the answer to a proposal "
+        "(proposal_pending); completed by this laboratory (prescription_completed)",
+    },
+    WITH_BODY,
+)
 @require(LAB)
 def report(data, code):
     """Report exams done or not done; the last one ends this execution"""

@@ -1,15 +1,15 @@
 """FHIR subscriptions: event numbers (i11)
 
-Revision ID: 0006_i11
-Revises: 0005_i11
+Revision ID: 0008_i11
+Revises: 0007_i13
 Create Date: 2026-12-01
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0006_i11'
-down_revision = '0005_i11'
+revision = '0008_i11'
+down_revision = '0007_i13'
 branch_labels = None
 depends_on = None
 
