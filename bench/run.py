@@ -95,6 +95,7 @@ def service_env(db: Database, secret: str) -> dict[str, str]:
         "EPU_SECRET_KEY": secret,
         "EPU_RATE_LIMIT": "1000000/minute",
         "EPU_FAILED_SCAN_LIMIT": "1000000",
+        "EPU_LOOKUP_LIMIT": "1000000",
         "EPU_INSTANCE_DIR": str(OUT / "instance"),
     }
 
