@@ -108,7 +108,9 @@ def from_domain(error: DomainError) -> Response:
         ]
     else:
         issues = [Issue(error.detail, ISSUE_TYPE.get(status, "processing"), slug=error.slug)]
-    return outcome_response(status, issues)
+    retry_after = getattr(error, "retry_after", None)
+    headers = {"Retry-After": str(retry_after)} if retry_after else None
+    return outcome_response(status, issues, headers)
 
 
 def from_marshmallow(error: MarshmallowError) -> Response:

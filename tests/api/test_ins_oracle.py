@@ -56,3 +56,23 @@ def test_matching_ins_are_not_counted(http, prescriber, lab):
         response = scan(http, lab, code, VALID_INS)
         assert response.status_code == 200
         assert response.json["patient"]["ins_match"] is True
+
+
+def test_under_fhir_the_pause_is_a_throttled_operation_outcome_with_retry_after(
+    http, prescriber, lab
+):
+    code = create(http, prescriber)
+    for ins in guesses(5):
+        scan(http, lab, code, ins)
+    parameters = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "patient-ins", "valueString": VALID_INS}],
+    }
+    response = http.post(
+        f"/fhir/Task/{code}/$take",
+        json=parameters,
+        headers={**lab.headers, "Content-Type": "application/fhir+json"},
+    )
+    assert response.status_code == 429, response.json
+    assert response.json["issue"][0]["code"] == "throttled"
+    assert int(response.headers["Retry-After"]) > 0
