@@ -190,7 +190,10 @@ EVENTS = [
 
 def _event_values(kind: str, actor: str, when: str) -> dict[str, str]:
     system = actor == "s"
-    return {
+    values = {}
+    if "public_id" in Event.__table__.c:  # issue 13's opaque event ids: random, per event
+        values["public_id"] = "substr(md5(random()::text || clock_timestamp()::text), 1, 22)"
+    return values | {
         "prescription_id": "h.id",
         "at": when,
         "type": f"'{kind}'",
