@@ -119,3 +119,14 @@ class ProposalNotPending(DomainError):
     slug = "proposal_not_pending"
     title = "The proposal is no longer pending"
     detail = "This proposal has already been answered, withdrawn or superseded."
+
+
+class SamplingNotFound(DomainError):
+    slug = "not_found"
+    title = "Sampling not found"
+    detail = "No sampling of yours with this id in this prescription."
+
+
+class SamplingNotCorrectable(DomainError):
+    slug = "sampling_not_correctable"
+    title = "This sampling can no longer be corrected"

@@ -15,7 +15,14 @@ from models.base import utcnow
 from models.db import writes
 
 # What a prescriber still sees when the patient objected to sharing the execution.
-_STATUS_ONLY_EVENTS = {"created", "cancelled", "expired", "completed"}
+_STATUS_ONLY_EVENTS = {
+    "created",
+    "cancelled",
+    "expired",
+    "completed",
+    "sampled",  # the nurse stays unnamed (_masked)
+    "sampling_corrected",
+}
 
 
 def history(*, session: Session, actor: Actor, code: str) -> dict[str, Any]:
@@ -59,6 +66,8 @@ def _may_read_history(session: Session, prescription: Prescription, actor: Actor
 
 def _masked(event: Event, actor: Actor, execution_hidden: bool) -> bool:
     """A laboratory is never named to another laboratory, nor to a prescriber it is hidden from."""
+    if event.actor_role == "nurse":
+        return execution_hidden
     if event.actor_role != "lab":
         return False
     return execution_hidden or (actor.is_lab and event.actor_client_id != actor.client_pk)
