@@ -64,10 +64,11 @@ def _register_blueprints(app: Flask) -> None:
     from api.lookups.routes import blp as lookups
     from api.prescriptions.routes import blp as prescriptions
     from api.samplings.routes import blp as samplings
+    from api.subscriptions.routes import blp as subscriptions
 
     api = EpuApi(app)
     app.extensions["epu.api"] = api
-    for blueprint in (catalogue, prescriptions, laboratory, documents):
+    for blueprint in (catalogue, prescriptions, laboratory, documents, subscriptions):
         api.register_blueprint(blueprint)
     api.register_blueprint(lookups)
     api.register_blueprint(samplings)

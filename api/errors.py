@@ -33,6 +33,9 @@ DOMAIN_STATUS: dict[type[errors.DomainError], int] = {
     errors.ProposalNotPending: 409,
     errors.SamplingNotFound: 404,
     errors.SamplingNotCorrectable: 409,
+    errors.SubscriptionNotFound: 404,
+    errors.TooManySubscriptions: 409,
+    errors.WebhookUrlRefused: 422,
 }
 
 HTTP_SLUGS = {
