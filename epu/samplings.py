@@ -8,9 +8,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from epu import lifecycle, nurses, sampling_views, specimen_types
+from epu import lifecycle, nurses, sampling_views, specimen_types, views
 from epu.actors import Actor
 from epu.audit import record
 from epu.errors import (
@@ -20,7 +21,7 @@ from epu.errors import (
     ValidationFailed,
 )
 from epu.identifiers import is_finess
-from epu.prescriptions import apply_expiry, touch
+from epu.prescriptions import apply_expiry, can_see, touch
 from epu.statuses import REQUESTED
 from models import Prescription, Sampling
 from models.base import utcnow
@@ -192,3 +193,26 @@ def _event_detail(sampling: Sampling) -> dict[str, Any]:
         ],
         "not_collected": [item["line"] for item in sampling.not_collected],
     }
+
+
+def for_reading(*, session: Session, actor: Actor, sampling_id: str) -> tuple[str, dict[str, Any]]:
+    """A sampling by its id, with its prescription's code, for whoever may see it: the nurse
+    who recorded it (on what she may still see), the prescriber, the laboratory that holds or
+    held the prescription. Anything else: SamplingNotFound."""
+    sampling = session.scalar(select(Sampling).where(Sampling.public_id == sampling_id))
+    prescription = sampling and session.get(Prescription, sampling.prescription_id)
+    if actor.is_nurse:
+        visible = (
+            sampling is not None
+            and sampling.nurse_id == actor.client_pk
+            and nurses.may_see(session, prescription, actor)
+        )
+    else:
+        visible = sampling is not None and can_see(prescription, actor)
+    if not visible:
+        session.rollback()
+        raise SamplingNotFound()
+    shown = not views.execution_hidden(prescription, actor)
+    body = sampling_views.sampling(sampling, show_nurse=shown)
+    session.rollback()
+    return prescription.code, body

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from api.fhir import nursing_capability
 from api.fhir import systems as s
 
 SOFTWARE_VERSION = "1.0.0"
@@ -147,7 +148,7 @@ def _rest(base: str) -> dict[str, Any]:
             "description": f"OAuth2 client credentials at {token_url}; send the access token "
             "as `Authorization: Bearer`. Only /fhir/metadata is open without a token.",
         },
-        "resource": [_service_request(), _task(), _audit_event()],
+        "resource": [_service_request(), _task(), _audit_event(), nursing_capability.specimen()],
         "interaction": [
             {
                 "code": "transaction",
@@ -209,6 +210,7 @@ def _task() -> dict[str, Any]:
         "conditionalRead": "not-match",
         "searchParam": [
             _param("group-identifier", "token", "The prescription code (required)."),
+            *nursing_capability.TASK_SEARCH_PARAMS,
         ],
         "operation": [
             {
@@ -216,7 +218,10 @@ def _task() -> dict[str, Any]:
                 "definition": f"{s.OPERATION}/Task-{name}",
                 "documentation": documentation,
             }
-            for name, documentation in OPERATIONS.items()
+            for name, documentation in {
+                **OPERATIONS,
+                "record-sampling": nursing_capability.RECORD_SAMPLING,
+            }.items()
         ],
     }
 
