@@ -24,6 +24,12 @@ ALD_HEADING = (
     " (liste ou hors liste)"
 )
 NON_ALD_HEADING = "Prescriptions SANS RAPPORT avec l'affection de longue durée"
+# What the eP-BIO content model asks each act to say about its cover, as the ALD zone does.
+COVER_MENTIONS = (
+    ("work_accident", "En rapport avec un accident du travail ou une maladie professionnelle"),
+    ("not_reimbursable", "Non remboursable"),
+    ("off_nomenclature", "Hors nomenclature (hors NABM)"),
+)
 SINGLE_HEADING = "Examens prescrits"
 PRESENT_HINT = "Présentez cette ordonnance au laboratoire ou montrez-la depuis votre espace santé."
 RGPD_NOTICE = (
@@ -115,8 +121,10 @@ def render_ordonnance_pdf(
     patient_name: str | None = None,
     patient_birth_date: str | None = None,
     issued_at: datetime | None = None,
+    sampling_sheet: list[dict[str, Any]] | None = None,
 ) -> bytes:
-    """Render the prescription as an A4 PDF ordonnance (same inputs give the same bytes)."""
+    """Render the prescription as an A4 PDF ordonnance (same inputs give the same bytes);
+    `sampling_sheet` (specimen groups, epu.sampling_sheet) adds the nurse's page."""
     code = str(prescription["code"]).upper()
     issued_label = f"édité le {_fr_datetime(issued_at)}" if issued_at else None
     pdf = _OrdonnancePDF(group_code(code), issued_label)
@@ -130,6 +138,10 @@ def render_ordonnance_pdf(
     pdf.set_y(max(pdf.get_y(), _qr_block_bottom(top)) + 4)
     _write_clinical_context(pdf, prescription.get("clinical_context"))
     _write_lines(pdf, _visible_lines(prescription.get("lines") or []))
+    if sampling_sheet is not None:
+        from qr.sampling_sheet import write_sampling_sheet  # it draws with this module's parts
+
+        write_sampling_sheet(pdf, code, sampling_sheet)
     return bytes(pdf.output())
 
 
@@ -296,7 +308,9 @@ def _line_rows(line: dict[str, Any], number: int) -> list[_Row]:
     """Turn a prescription line into paragraphs: title, flags and details."""
     rows = [_Row(f"{number}. {_line_title(line)}", "B", 10.5, 0)]
     if line.get("urgent"):
-        rows.append(_Row("URGENT", "B", 10, rgb=URGENT_RGB))
+        reason = line.get("urgent_reason")
+        rows.append(_Row(f"URGENT : {reason}" if reason else "URGENT", "B", 10, rgb=URGENT_RGB))
+    rows.extend(_Row(mention, "B", 9.5) for label, mention in COVER_MENTIONS if line.get(label))
     if line.get("label") and line.get("text"):
         rows.append(_Row(line["text"]))
     rows.extend(_Row(text) for text in _detail_texts(line))

@@ -9,7 +9,7 @@ from api.auth import current_actor, require
 from api.docs import WITH_QUERY, refusals
 from api.documents.schemas import BINARY, OrdonnanceQuery, QrQuery
 from api.extensions import db_session
-from epu import prescriptions
+from epu import catalogue, prescriptions, sampling_sheet
 from epu.actors import LAB, PRESCRIBER
 from qr import image_etag, render_ordonnance_pdf, render_png, render_svg
 
@@ -101,11 +101,16 @@ def ordonnance(query, code):
     """The printable A4 ordonnance with its QR code; a patient name given is printed, not kept"""
     body = prescriptions.for_document(session=db_session(), actor=current_actor(), code=code)
     birth_date = query.get("patient_birth_date")
+    groups = None
+    if query["sampling_sheet"]:
+        groups = sampling_sheet.specimen_groups(body, catalogue.current(db_session()))
+        db_session().rollback()
     pdf = render_ordonnance_pdf(
         body,
         patient_name=(query.get("patient_name") or "").strip() or None,
         patient_birth_date=birth_date.isoformat() if birth_date else None,
         issued_at=datetime.now(UTC),
+        sampling_sheet=groups,
     )
     return Response(
         pdf,

@@ -36,8 +36,11 @@ JSON of every resource used here is identical in FHIR 4.0.1, which is declared.
   this client: a retry answers `200 OK` entries, another content under the same identifier
   is refused (422, as a reused Idempotency-Key); with such an identifier an Idempotency-Key
   header is not used. That identifier is not given back on reads nor searchable.
-* **Modifications** (adding, removing or replacing exams, cancelling) are done through the
-  JSON API only. Laboratories use the Task operations `$take`, `$release` and `$complete`.
+* **Modifications**: cancelling is done through the JSON API only. Laboratories use the Task
+  operations `$take`, `$release` and `$complete`; they propose changes to the lines (add,
+  remove, replace) with `$propose`, which the prescriber answers with `$accept-proposal` or
+  `$refuse-proposal` on the proposal's Task (code `change`, `focus` the prescription's Task,
+  found with `Task?focus=Task/<code>`); see the README.
 * **Errors** are OperationOutcome resources with the matching HTTP status; `details` carries
   the JSON API's problem code (system `{s.CS_ISSUE}`).
 * **Searches are strict**: a search parameter, modifier or prefix this server does not apply
@@ -63,8 +66,11 @@ One line of a prescription. `status`: active (requested), completed (done), revo
 removed or replaced by the laboratory, or a requested line of a cancelled or expired
 prescription), unknown (the patient withheld the execution from the prescriber). A replacing
 line has `replaces`. `code`: LOINC (`{s.LOINC}`) with the French display of the catalogue, or
-`code.text` only for a free-text exam. `priority` urgent (asap and stat are read as urgent)
-or routine. `requester`: the prescriber (identifier system `{s.RPPS}`). `subject`: a contained
+`code.text` only for a free-text exam. A free-text exam is coded LOINC `{s.FREE_TEXT_LOINC}`
+with the exam in `code.text`, as the ANS profile FrActeBiologiePrescrit does (read back the same
+way; `code.text` alone is also accepted). `priority` urgent (asap and stat are read as urgent)
+or routine; an urgent line says why in `{s.EXT_URGENT_REASON}` (valueString, required).
+`requester`: the prescriber (identifier system `{s.RPPS}`). `subject`: a contained
 Patient with sex and birth date only. `reasonCode.text`: the clinical context (the same on every
 line). `supportingInfo`: contained Observations (LOINC code and value) of clinical information
 the exam needs. `note`: the comment. `patientInstruction`: the labels of the coded patient
@@ -73,6 +79,9 @@ when the extension is absent). `occurrencePeriod`: from creation to expiry. `per
 laboratory, when one holds or carried it out.
 
 Extensions: `{s.EXT_ALD}` (valueBoolean, exam for an ALD), `{s.EXT_PREVENTION}` (valueBoolean),
+and, as the eP-BIO content model asks (each false when absent), `{s.EXT_WORK_ACCIDENT}`
+(valueBoolean, related to a work accident or an occupational disease), `{s.EXT_NOT_REIMBURSABLE}`
+(valueBoolean) and `{s.EXT_OFF_NOMENCLATURE}` (valueBoolean, outside the NABM),
 `{s.EXT_RENEWALS}` (valueUnsignedInt 0-12), `{s.EXT_PATIENT_INSTRUCTION}` (valueCode, repeated,
 CI-SIS `{s.INSTRUCTION_SYSTEM}`), `{s.EXT_SAMPLING}` (valueString), `{s.EXT_RESULT_RETURN}`
 (sub-extensions `channel` valueCode mssante|phone|patient_mssante, `phone` valueString,
@@ -113,6 +122,12 @@ OPERATIONS = {
     "(valueString, required for not-done). When no line is left requested this execution ends "
     "(renewals start again, or the Task is completed). Answers the Task.",
 }
+
+
+def proposal_operations() -> dict[str, str]:
+    from api.fhir.proposals import OPERATIONS as PROPOSALS  # its routes import this module
+
+    return {name: description for name, (description, _, _) in PROPOSALS.items()}
 
 
 def _param(name: str, kind: str, documentation: str) -> dict[str, str]:
@@ -210,6 +225,12 @@ def _task() -> dict[str, Any]:
         "conditionalRead": "not-match",
         "searchParam": [
             _param("group-identifier", "token", "The prescription code (required)."),
+            _param(
+                "focus",
+                "reference",
+                "Task/<code>: the laboratories' proposals on this prescription (Task code "
+                "change), instead of group-identifier.",
+            ),
             *nursing_capability.TASK_SEARCH_PARAMS,
         ],
         "operation": [
@@ -220,6 +241,7 @@ def _task() -> dict[str, Any]:
             }
             for name, documentation in {
                 **OPERATIONS,
+                **proposal_operations(),
                 "record-sampling": nursing_capability.RECORD_SAMPLING,
             }.items()
         ],

@@ -39,7 +39,7 @@ SEARCH_PARAMETERS: dict[str, dict[str, Parameter]] = {
         "code": Parameter(TOKEN),
         "_lastUpdated": Parameter(DATE),
     },
-    "Task": {"group-identifier": Parameter(TOKEN)},
+    "Task": {"group-identifier": Parameter(TOKEN), "focus": Parameter(REFERENCE)},
     "AuditEvent": {"entity": Parameter(REFERENCE)},
 }
 # Parameters of the result, known on every type.
