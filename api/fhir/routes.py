@@ -236,7 +236,9 @@ def search_audit_events():
     items: list[dict[str, Any]] = []
     if kind in ("", "Task", f"{wire.base_url()}/Task") and code:
         try:
-            items = history.history(session=db_session(), actor=current_actor(), code=code)["items"]
+            items = history.history(
+                session=db_session(), actor=current_actor(), code=code, limit=history.MAX_PAGE
+            )["items"]
             code = prescriptions.parse_code(code)
         except PrescriptionNotFound:
             items = []
