@@ -13,7 +13,7 @@ from epu.settings import Settings
 from models.db import make_engine, make_session_factory
 
 JSON_TYPES = ("application/json", "application/merge-patch+json")
-MULTIPART_PATHS = ("/api/v1/scans",)  # a photo of the ordonnance
+MULTIPART_PATHS = ("/api/v1/scans", "/api/v1/samplings/scan")  # a photo of the ordonnance
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -69,6 +69,7 @@ def _register_blueprints(app: Flask) -> None:
     from api.lookups.routes import blp as lookups
     from api.prescriptions.routes import blp as prescriptions
     from api.proposals.routes import blp as proposals
+    from api.samplings.routes import blp as samplings
     from api.subscriptions.routes import blp as subscriptions
 
     api = EpuApi(app)
@@ -76,6 +77,7 @@ def _register_blueprints(app: Flask) -> None:
     for blueprint in (catalogue, prescriptions, laboratory, documents, proposals, subscriptions):
         api.register_blueprint(blueprint)
     api.register_blueprint(lookups)
+    api.register_blueprint(samplings)
     app.register_blueprint(health.blp)
     app.register_blueprint(oauth.blp)
     fhir.init_app(app)

@@ -34,6 +34,8 @@ DOMAIN_STATUS: dict[type[errors.DomainError], int] = {
     errors.ProposalPending: 409,
     errors.ProposalNotPending: 409,
     errors.TooManyProposals: 409,
+    errors.SamplingNotFound: 404,
+    errors.SamplingNotCorrectable: 409,
     errors.SubscriptionNotFound: 404,
     errors.TooManySubscriptions: 409,
     errors.WebhookUrlRefused: 422,

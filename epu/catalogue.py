@@ -35,6 +35,7 @@ class Entry:
     synonyms: tuple[str, ...]
     required_context: tuple[dict[str, str], ...]
     patient_instructions: tuple[str, ...]
+    specimen: str | None = None  # the usual HL7 specimen type (JDV_HL7_SpecimenType_CISIS)
     _label_words: tuple[str, ...] = field(repr=False, default=())
     _synonym_folds: tuple[str, ...] = field(repr=False, default=())
     _synonym_words: tuple[str, ...] = field(repr=False, default=())
@@ -48,6 +49,7 @@ class Entry:
             synonyms=synonyms,
             required_context=tuple(data.get("required_context") or ()),
             patient_instructions=tuple(data.get("patient_instructions") or ()),
+            specimen=data.get("specimen") or None,
             _label_words=tuple(_words(data["label"])),
             _synonym_folds=tuple(" ".join(_words(s)) for s in synonyms),
             _synonym_words=tuple(w for s in synonyms for w in _words(s)),
@@ -60,6 +62,7 @@ class Entry:
             "synonyms": list(self.synonyms),
             "required_context": [dict(item) for item in self.required_context],
             "patient_instructions": list(self.patient_instructions),
+            **({"specimen": self.specimen} if self.specimen else {}),
         }
 
     def score(self, raw: str, query: str, query_words: list[str]) -> int:
@@ -154,6 +157,7 @@ def current(session: Session, *, fresh: bool = False) -> Catalogue:
                         "synonyms": row.synonyms,
                         "required_context": row.required_context,
                         "patient_instructions": row.patient_instructions,
+                        "specimen": row.specimen,
                     }
                 )
                 for row in rows
@@ -178,6 +182,7 @@ def import_entries(*, session: Session, entries: list[dict[str, Any]], source: s
             synonyms=list(entry.get("synonyms") or []),
             required_context=list(entry.get("required_context") or []),
             patient_instructions=list(entry.get("patient_instructions") or []),
+            specimen=entry.get("specimen") or None,
         )
         for entry in entries
     )

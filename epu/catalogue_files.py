@@ -31,6 +31,7 @@ import pydantic
 from fhir.resources.R4B.codesystem import CodeSystem
 from fhir.resources.R4B.valueset import ValueSet
 
+from epu import specimen_types
 from epu.identifiers import is_loinc
 from epu.instructions import PATIENT_INSTRUCTIONS
 
@@ -42,8 +43,16 @@ PATIENT_INSTRUCTION_EXTENSION = (
 )
 REQUIRED_CONTEXT_PROPERTY = "requiredContext"
 PATIENT_INSTRUCTION_PROPERTY = "patientInstruction"
+SPECIMEN_PROPERTY = "specimen"
 CONTEXT_TYPES = ("boolean", "date", "integer", "quantity", "string")
-CSV_COLUMNS = ("loinc", "label", "synonyms", "required_context", "patient_instructions")
+CSV_COLUMNS = (
+    "loinc",
+    "label",
+    "synonyms",
+    "required_context",
+    "patient_instructions",
+    "specimen",
+)
 CSV_REQUIRED_COLUMNS = ("loinc", "label")
 LIST_SEPARATOR = "|"
 CSV_CONTEXT_SEPARATOR = ":"
@@ -87,6 +96,7 @@ class _Draft:
     synonyms: list[_At] = field(default_factory=list)
     context: list[_At] = field(default_factory=list)
     instructions: list[_At] = field(default_factory=list)
+    specimen: _At | None = None
     problems: list[tuple[str, str]] = field(default_factory=list)  # reported in file order
 
 
@@ -159,6 +169,12 @@ def to_fhir_codesystem(entries: list[dict[str, Any]], *, version: str, date: str
             {
                 "code": PATIENT_INSTRUCTION_PROPERTY,
                 "description": "Instruction patient (JDV_Bio_instruction_patient_CISIS)",
+                "type": "code",
+            },
+            {
+                "code": SPECIMEN_PROPERTY,
+                "description": "Type de prélèvement usuel (HL7 v2-0487, "
+                "JDV_HL7_SpecimenType_CISIS)",
                 "type": "code",
             },
         ],
@@ -265,6 +281,7 @@ def _csv_draft(line: int, row: list[str], columns: list[str], problems: _Problem
             _At(at("patient_instructions"), item)
             for item in _split(cells.get("patient_instructions", ""))
         ],
+        specimen=_At(at("specimen"), cells["specimen"]) if cells.get("specimen") else None,
     )
     for item in _split(cells.get("required_context", "")):
         parsed = _parse_context(item, CSV_CONTEXT_SEPARATOR)
@@ -374,6 +391,8 @@ def _concept_draft(concept: dict[str, Any], where: str, language: str | None) ->
             _read_context(draft, at, prop, "valueString")
         elif prop.get("code") == PATIENT_INSTRUCTION_PROPERTY:
             _read_instruction(draft, at, prop, "valueCode")
+        elif prop.get("code") == SPECIMEN_PROPERTY:
+            draft.specimen = _At(f"{at}.valueCode", _clean(prop.get("valueCode")))
     for index, extension in enumerate(concept.get("extension") or []):
         at = f"{where}.extension[{index}]"
         if extension.get("url") == REQUIRED_CONTEXT_EXTENSION:
@@ -457,6 +476,7 @@ def _entry_draft(entry: Any, index: int) -> _Draft:
         synonyms=items("synonyms"),
         context=items("required_context"),
         instructions=items("patient_instructions"),
+        specimen=_At(f"{where}.specimen", entry["specimen"]) if entry.get("specimen") else None,
         problems=found,
     )
 
@@ -478,6 +498,8 @@ def _concept(entry: dict[str, Any]) -> dict[str, Any]:
         {"code": PATIENT_INSTRUCTION_PROPERTY, "valueCode": code}
         for code in entry["patient_instructions"]
     ]
+    if entry.get("specimen"):
+        properties.append({"code": SPECIMEN_PROPERTY, "valueCode": entry["specimen"]})
     if properties:
         concept["property"] = properties
     return concept
@@ -508,6 +530,7 @@ def _entry(draft: _Draft, problems: _Problems) -> dict[str, Any]:
     for at, problem in [
         (draft.loinc, _loinc_problem(draft.loinc.value, "LOINC code")),
         (draft.label, _text_problem(draft.label.value, "label", MAX_LABEL)),
+        (draft.specimen, _specimen_problem(draft.specimen)),
     ]:
         if problem:
             problems.add(at.where, problem)
@@ -524,6 +547,7 @@ def _entry(draft: _Draft, problems: _Problems) -> dict[str, Any]:
             dict(item.value) for item in draft.context if isinstance(item.value, dict)
         ],
         "patient_instructions": [item.value for item in draft.instructions],
+        **({"specimen": draft.specimen.value} if draft.specimen else {}),
     }
 
 
@@ -613,4 +637,13 @@ def _instruction_problem(code: Any) -> str | None:
     return (
         f"'{code}' is not a patient instruction code "
         f"(expected one of {', '.join(PATIENT_INSTRUCTIONS)})"
+    )
+
+
+def _specimen_problem(specimen: _At | None) -> str | None:
+    if specimen is None or specimen_types.is_specimen_type(specimen.value):
+        return None
+    return (
+        f"{specimen.value!r} is not a code of the HL7 specimen type value set "
+        f"({specimen_types.value_set_name()}), e.g. SER, WB, PLAS, UR"
     )

@@ -155,3 +155,14 @@ class TooManySubscriptions(DomainError):
 class WebhookUrlRefused(ValidationFailed):
     slug = "webhook_url_refused"
     title = "Webhook URL refused"
+
+
+class SamplingNotFound(DomainError):
+    slug = "not_found"
+    title = "Sampling not found"
+    detail = "No sampling of yours with this id in this prescription."
+
+
+class SamplingNotCorrectable(DomainError):
+    slug = "sampling_not_correctable"
+    title = "This sampling can no longer be corrected"

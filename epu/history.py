@@ -16,7 +16,14 @@ from models.db import writes
 
 # What a prescriber still sees when the patient objected to sharing the execution, and what a
 # laboratory sees of another laboratory's execution.
-_STATUS_ONLY_EVENTS = ("created", "cancelled", "expired", "completed")
+_STATUS_ONLY_EVENTS = (
+    "created",
+    "cancelled",
+    "expired",
+    "completed",
+    "sampled",  # a nurse's sampling: the nurse stays unnamed (_masked)
+    "sampling_corrected",
+)
 # ... and what the prescriber must answer, or be told was done without its agreement.
 _PROPOSAL_EVENTS = (
     "proposed",
@@ -113,6 +120,8 @@ def _position(session: Session, prescription: Prescription, cursor: str) -> int:
 
 def _masked(event: Event, actor: Actor, execution_hidden: bool) -> bool:
     """A laboratory is never named to another laboratory, nor to a prescriber it is hidden from."""
+    if event.actor_role == "nurse":
+        return execution_hidden
     if event.actor_role != "lab":
         return False
     return execution_hidden or (actor.is_lab and event.actor_client_id != actor.client_pk)

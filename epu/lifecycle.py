@@ -17,13 +17,16 @@ HOLDER = "holder"  # the laboratory holding it now
 FORMER = "former_holder"  # the laboratory that executed it last and no longer holds it
 LAB = "laboratory"  # any other laboratory
 SYSTEM = "system"  # EPU itself: expiry, the end of an execution
-ROLES = (PRESCRIBER, HOLDER, FORMER, LAB, SYSTEM)
+NURSE = "nurse"  # a nurse (IDEL) who scanned it: reads it and records samplings, never holds it
+ROLES = (PRESCRIBER, HOLDER, FORMER, LAB, SYSTEM, NURSE)
 
 
 def role_of(*, actor: Actor, prescriber_id: int, lab_id: int | None, last_lab_id: int | None):
     """The caller's role, or None for a prescriber who is not the author (or a nurse)."""
     if actor.is_prescriber:
         return PRESCRIBER if prescriber_id == actor.client_pk else None
+    if actor.is_nurse:
+        return NURSE
     if not actor.is_lab:
         return None
     if lab_id == actor.client_pk:
@@ -47,6 +50,8 @@ COMPLETE = "complete"  # no line left requested, no renewal left
 RENEW = "renew"  # no line left requested, renewals bring done lines back
 CANCEL = "cancel"
 EXPIRE = "expire"
+NURSE_READ = "nurse_read"  # the nurse's scan: reads, takes nothing
+SAMPLE = "sample"  # the nurse records or corrects a sampling
 
 LAB_ROLES = (HOLDER, FORMER, LAB)
 HOLDER_ACTIONS = (RELEASE, PROPOSE, APPLY, WITHDRAW, REPORT)
@@ -59,6 +64,8 @@ ACTORS: dict[str, tuple[str, ...]] = {
     RENEW: (SYSTEM,),
     CANCEL: (PRESCRIBER,),
     EXPIRE: (SYSTEM,),
+    NURSE_READ: (NURSE,),
+    SAMPLE: (NURSE,),
 }
 ACTIONS = tuple(ACTORS)
 
@@ -88,6 +95,12 @@ ALLOWED: dict[tuple[str, str, str], str] = {
     (ACTIVE, CANCEL, PRESCRIBER): CANCELLED,
     (CANCELLED, CANCEL, PRESCRIBER): CANCELLED,  # cancelling twice is harmless
     (ACTIVE, EXPIRE, SYSTEM): EXPIRED,
+    # A nurse samples at home before any laboratory, or for the one that already holds it.
+    **{
+        (state, action, NURSE): state
+        for state in (ACTIVE, IN_PROGRESS)
+        for action in (NURSE_READ, SAMPLE)
+    },
 }
 
 REFUSED: dict[tuple[str, str, str], type[errors.DomainError]] = {
@@ -103,6 +116,11 @@ REFUSED: dict[tuple[str, str, str], type[errors.DomainError]] = {
     **{(CANCELLED, action, FORMER): errors.PrescriptionCancelled for action in HOLDER_ACTIONS},
     **{(EXPIRED, action, FORMER): errors.PrescriptionExpired for action in HOLDER_ACTIONS},
     **{(ACTIVE, action, FORMER): errors.NotHeld for action in HOLDER_ACTIONS},
+    **{
+        (state, action, NURSE): refusal
+        for state, refusal in _CLOSED_REFUSALS.items()
+        for action in (NURSE_READ, SAMPLE)
+    },
     **{(state, CANCEL, PRESCRIBER): errors.NotCancellable for state in (IN_PROGRESS, COMPLETED)},
     (EXPIRED, CANCEL, PRESCRIBER): errors.NotCancellable,
     **{

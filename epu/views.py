@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from epu import sampling_views
 from epu.actors import Actor
 from epu.instructions import PATIENT_INSTRUCTIONS
 from models import Line, Prescription, Proposal
@@ -84,6 +85,7 @@ def full(prescription: Prescription, actor: Actor, **extra: Any) -> dict[str, An
         "lines": [_line(line, hidden) for line in _visible_lines(prescription, hidden)],
         # The patient's objection hides the execution, not what awaits the prescriber's answer.
         "proposals": [proposal(item, hide_laboratory=hidden) for item in prescription.proposals],
+        "samplings": sampling_views.for_parties(prescription, hidden),
     }
     for key, value in extra.items():
         if key == "ins_match":
@@ -103,6 +105,7 @@ def status(prescription: Prescription, actor: Actor) -> dict[str, Any]:
         "execution_withheld": hidden,
         "updated_at": _iso(prescription.updated_at),
         "laboratory": _laboratory(prescription, hidden),
+        "sampling": sampling_views.summary(prescription),
         "lines": [
             {
                 "id": line.line_id,

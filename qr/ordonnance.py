@@ -121,8 +121,10 @@ def render_ordonnance_pdf(
     patient_name: str | None = None,
     patient_birth_date: str | None = None,
     issued_at: datetime | None = None,
+    sampling_sheet: list[dict[str, Any]] | None = None,
 ) -> bytes:
-    """Render the prescription as an A4 PDF ordonnance (same inputs give the same bytes)."""
+    """Render the prescription as an A4 PDF ordonnance (same inputs give the same bytes);
+    `sampling_sheet` (specimen groups, epu.sampling_sheet) adds the nurse's page."""
     code = str(prescription["code"]).upper()
     issued_label = f"édité le {_fr_datetime(issued_at)}" if issued_at else None
     pdf = _OrdonnancePDF(group_code(code), issued_label)
@@ -136,6 +138,10 @@ def render_ordonnance_pdf(
     pdf.set_y(max(pdf.get_y(), _qr_block_bottom(top)) + 4)
     _write_clinical_context(pdf, prescription.get("clinical_context"))
     _write_lines(pdf, _visible_lines(prescription.get("lines") or []))
+    if sampling_sheet is not None:
+        from qr.sampling_sheet import write_sampling_sheet  # it draws with this module's parts
+
+        write_sampling_sheet(pdf, code, sampling_sheet)
     return bytes(pdf.output())
 
 

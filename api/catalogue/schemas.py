@@ -18,6 +18,10 @@ class CatalogueEntrySchema(Schema):
     synonyms = fields.List(fields.String())
     required_context = fields.List(fields.Nested(RequiredContextSchema))
     patient_instructions = fields.List(fields.String(), metadata={"example": ["MED-1165"]})
+    specimen = fields.String(
+        allow_none=True,
+        metadata={"description": "The usual HL7 specimen type (SER, WB, PLAS, UR...)"},
+    )
 
 
 class CatalogueSearchSchema(Schema):

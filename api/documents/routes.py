@@ -10,7 +10,7 @@ from api.docs import WITH_QUERY, refusals
 from api.documents.printing import RenderCache
 from api.documents.schemas import BINARY, OrdonnanceQuery, QrQuery
 from api.extensions import db_session
-from epu import prescriptions
+from epu import catalogue, prescriptions, sampling_sheet
 from epu.actors import LAB, PRESCRIBER
 from qr import image_etag, render_ordonnance_pdf, render_png, render_svg
 
@@ -107,12 +107,21 @@ def ordonnance(query, code):
     birth_date = query.get("patient_birth_date")
     name = (query.get("patient_name") or "").strip() or None
     birth = birth_date.isoformat() if birth_date else None
-    key = RenderCache.key(body["code"], body["version"], body["status"], name, birth)
+    groups, sheet = None, ""
+    if query["sampling_sheet"]:
+        current = catalogue.current(db_session())
+        db_session().rollback()
+        groups, sheet = sampling_sheet.specimen_groups(body, current), current.version_id
+    key = RenderCache.key(body["code"], body["version"], body["status"], name, birth, sheet)
     pdf = current_app.extensions.setdefault("epu.pdf_cache", RenderCache()).get_or_render(
         key,
         actor.client_pk,
         lambda: render_ordonnance_pdf(
-            body, patient_name=name, patient_birth_date=birth, issued_at=datetime.now(UTC)
+            body,
+            patient_name=name,
+            patient_birth_date=birth,
+            issued_at=datetime.now(UTC),
+            sampling_sheet=groups,
         ),
     )
     return Response(

@@ -31,6 +31,10 @@ class OrdonnanceQuery(Schema):
         validate=_not_in_future,
         metadata={"description": "YYYY-MM-DD; printed instead of the stored one, never stored"},
     )
+    sampling_sheet = fields.Boolean(
+        load_default=False,
+        metadata={"description": "Add the nurse's sampling sheet: lines by specimen type"},
+    )
 
 
 BINARY = {"type": "string", "format": "binary"}

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from api.fhir import nursing_capability
 from api.fhir import systems as s
 from api.fhir.subscription_capability import subscription_resources
 
@@ -163,7 +164,13 @@ def _rest(base: str) -> dict[str, Any]:
             "description": f"OAuth2 client credentials at {token_url}; send the access token "
             "as `Authorization: Bearer`. Only /fhir/metadata is open without a token.",
         },
-        "resource": [_service_request(), _task(), _audit_event(), *subscription_resources()],
+        "resource": [
+            _service_request(),
+            _task(),
+            _audit_event(),
+            nursing_capability.specimen(),
+            *subscription_resources(),
+        ],
         "interaction": [
             {
                 "code": "transaction",
@@ -231,6 +238,7 @@ def _task() -> dict[str, Any]:
                 "Task/<code>: the laboratories' proposals on this prescription (Task code "
                 "change), instead of group-identifier.",
             ),
+            *nursing_capability.TASK_SEARCH_PARAMS,
         ],
         "operation": [
             {
@@ -238,7 +246,11 @@ def _task() -> dict[str, Any]:
                 "definition": f"{s.OPERATION}/Task-{name}",
                 "documentation": documentation,
             }
-            for name, documentation in {**OPERATIONS, **proposal_operations()}.items()
+            for name, documentation in {
+                **OPERATIONS,
+                **proposal_operations(),
+                "record-sampling": nursing_capability.RECORD_SAMPLING,
+            }.items()
         ],
     }
 

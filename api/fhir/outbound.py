@@ -10,6 +10,7 @@ from typing import Any
 
 from api.fhir import systems as s
 from api.fhir.outcome import Issue, outcome
+from api.fhir.specimens import sampling_coding, specimen_references
 from epu.lines import is_iso_date
 from epu.statuses import (
     ACTIVE,
@@ -120,6 +121,7 @@ def service_request(view: dict[str, Any], line: dict[str, Any]) -> dict[str, Any
             "display": view["prescriber"]["name"],
         },
         "supportingInfo": [{"reference": f"#{item['id']}"} for item in context],
+        "specimen": specimen_references(view, line["id"]),
     }
     if line["replaces"]:
         resource["replaces"] = [reference(code, line["replaces"])]
@@ -256,7 +258,7 @@ def task(view: dict[str, Any]) -> dict[str, Any]:
         "groupIdentifier": _requisition(code),
         "basedOn": [reference(code, line["id"]) for line in view["lines"]],
         "status": TASK_STATUS[status],
-        "businessStatus": {"coding": [prescription_status]},
+        "businessStatus": {"coding": [prescription_status, *sampling_coding(view)]},
         "intent": "order",
         "code": {"coding": [{"system": s.TASK_CODE, "code": "fulfill"}]},
         "focus": reference(code, view["lines"][0]["id"]) if view["lines"] else None,

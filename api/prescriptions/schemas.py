@@ -4,6 +4,7 @@ from datetime import UTC
 
 from marshmallow import Schema, ValidationError, fields, pre_load, validate
 
+from api.samplings.out import SamplingOut, SamplingSummaryOut
 from epu.lifecycle import PROPOSAL_STATUSES
 from epu.proposals import MODES
 from epu.statuses import (
@@ -303,6 +304,10 @@ class PrescriptionOut(Schema):
     clinical_context = fields.String(allow_none=True)
     result_return = fields.Nested(ResultReturnOut, allow_none=True)
     lines = fields.List(fields.Nested(LineOut))
+    samplings = fields.List(
+        fields.Nested(SamplingOut),
+        metadata={"description": "Specimens collected by a nurse (a nurse sees only her own)"},
+    )
     proposals = fields.List(fields.Nested(ProposalOut))
     warnings = fields.List(fields.Nested(WarningOut), metadata={"description": "Creation only"})
 
@@ -322,6 +327,9 @@ class StatusOut(Schema):
     execution_withheld = fields.Boolean()
     updated_at = fields.String(metadata={"format": "date-time"})
     laboratory = fields.Nested(LaboratoryOut, allow_none=True)
+    sampling = fields.Nested(
+        SamplingSummaryOut, allow_none=True, metadata={"description": "The latest sampling"}
+    )
     lines = fields.List(fields.Nested(StatusLineOut))
     proposals = fields.Nested(ProposalsSummaryOut)
 

@@ -35,6 +35,7 @@ def test_search_entries_have_the_documented_shape(http, lab):
             {"code": "8665-2", "label": "Date des dernières règles", "type": "date"}
         ],
         "patient_instructions": entry["patient_instructions"],
+        "specimen": "SER",
     }
     assert "PRL" in entry["synonyms"]
 

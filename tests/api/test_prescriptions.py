@@ -245,6 +245,7 @@ def test_status_poll_answers_304_while_nothing_changed(http, prescriber):
         "execution_withheld": False,
         "updated_at": first.json["updated_at"],
         "laboratory": None,
+        "sampling": None,
         "lines": [
             {"id": "L1", "loinc": BLOOD_COUNT, "text": None, "status": "requested"},
             {"id": "L2", "loinc": PROLACTIN, "text": None, "status": "requested"},

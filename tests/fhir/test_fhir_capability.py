@@ -69,6 +69,23 @@ CLAIMS = {
     "Task:versioning:versioned": [TASK_READ],
     "Task:conditionalRead:not-match": [TASK_READ],
     "Task:searchParam:group-identifier": ["test_fhir_tasks:test_task_search_by_group_identifier"],
+    "Task:searchParam:patient-identifier": [
+        "test_fhir_nursing:test_task_search_by_patient_is_the_patient_lookup",
+        "test_fhir_nursing:test_task_search_by_patient_refuses_what_it_cannot_apply",
+    ],
+    "Task:searchParam:patient-birthdate": [
+        "test_fhir_nursing:test_a_birth_date_mismatch_answers_an_empty_bundle_as_for_nobody"
+    ],
+    "Task:searchParam:presence": [
+        "test_fhir_nursing:test_task_search_by_patient_is_the_patient_lookup"
+    ],
+    "Task:operation:record-sampling": [
+        "test_fhir_nursing:test_a_nurse_records_a_sampling_through_fhir"
+    ],
+    "Specimen:interaction:read": [
+        "test_fhir_nursing:test_specimens_are_referenced_from_service_requests_and_readable",
+        "test_fhir_nursing:test_the_objection_hides_the_collector_from_the_prescriber",
+    ],
     "Task:operation:take": [
         "test_fhir_tasks:test_take_on_the_type_with_the_code_as_scanned",
         "test_fhir_tasks:test_take_on_a_task_and_the_patients_objection",

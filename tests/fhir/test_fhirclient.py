@@ -56,7 +56,14 @@ def test_a_fhir_client_follows_a_prescription(live_server, prescriber, lab):
     statement = smart.server.capabilityStatement
     assert statement.fhirVersion == "4.0.1"
     resources = {r.type for r in statement.rest[0].resource}
-    assert resources == {"ServiceRequest", "Task", "AuditEvent", "Subscription", "Basic"}
+    assert resources == {
+        "ServiceRequest",
+        "Task",
+        "AuditEvent",
+        "Specimen",
+        "Subscription",
+        "Basic",
+    }
 
     # The GP's software posts the prescription as a transaction.
     answer = Bundle(transaction_bundle()).create(smart.server)

@@ -87,6 +87,7 @@ def test_codesystem_shape():
     assert {(p["code"], p["type"]) for p in resource["property"]} == {
         ("requiredContext", "string"),
         ("patientInstruction", "code"),
+        ("specimen", "code"),
     }
     concept = resource["concept"][0]
     assert concept["code"] == "2842-3"
