@@ -29,6 +29,7 @@ ISSUE_TYPE = {
     412: "conflict",
     413: "too-costly",
     415: "not-supported",
+    421: "not-supported",
     422: "business-rule",
     428: "required",
     429: "throttled",

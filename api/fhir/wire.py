@@ -1,7 +1,9 @@
 """The wire: media types, bodies parsed with fhir.resources, responses, ETags and URLs."""
 
 import re
+from ipaddress import ip_address
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import orjson
 import pydantic
@@ -9,8 +11,10 @@ from fhir_core.fhirabstractmodel import FHIRAbstractModel
 from flask import Response, request
 from werkzeug.datastructures import MultiDict
 
+from api.context import settings
 from api.fhir.outcome import FhirError, Issue
 from api.fhir.systems import FHIR_JSON
+from api.proxies import PROXIED
 
 INBOUND_TYPES = (FHIR_JSON, "application/json", "application/json+fhir")
 FORM = "application/x-www-form-urlencoded"
@@ -132,7 +136,31 @@ def preferences() -> dict[str, str]:
 
 
 def base_url() -> str:
-    return request.url_root.rstrip("/") + "/fhir"
+    return public_root() + "/fhir"
+
+
+def public_root() -> str:
+    """scheme://host[/prefix] of every absolute URL given: EPU_PUBLIC_BASE_URL; else the
+    request's own, when it came through a trusted proxy or to a loopback address (make run)."""
+    configured = settings().public_base_url
+    if configured:
+        return configured
+    if request.environ.get(PROXIED) or _is_loopback(urlsplit(f"//{request.host}").hostname):
+        return request.url_root.rstrip("/")
+    detail = (
+        f"This server does not answer for the host {request.host[:100]!r}: set "
+        "EPU_PUBLIC_BASE_URL (or EPU_TRUSTED_PROXIES) so that links name it."
+    )
+    raise FhirError(421, [Issue(detail, "not-supported")])
+
+
+def _is_loopback(hostname: str | None) -> bool:
+    if hostname == "localhost":
+        return True
+    try:
+        return ip_address(hostname or "").is_loopback
+    except ValueError:
+        return False
 
 
 def absolute(path: str) -> str:
