@@ -1,5 +1,6 @@
 """Laboratory-side use cases: take charge, release, adapt, report outcomes. Each commits once."""
 
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -46,8 +47,11 @@ def take(
     ins_key: bytes,
     patient_ins: str | None = None,
     objects_to_sharing: bool = False,
+    if_match: Collection[int] | None = None,
 ) -> dict[str, Any]:
-    """Scan: the laboratory takes charge of an active prescription (idempotent for the holder)."""
+    """Scan: the laboratory takes charge of an active prescription (idempotent for the holder).
+
+    `if_match`: the versions the client read (None: not checked)."""
     normalised = normalise_scanned(code)
     if patient_ins is not None and not is_ins(patient_ins):
         raise ValidationFailed({"patient_ins": "must be an INS of 15 characters with a valid key"})
@@ -60,6 +64,8 @@ def take(
         next_status = lifecycle.check(
             prescription.status, lifecycle.TAKE, role(prescription, actor)
         )
+        if if_match is not None and prescription.version not in if_match:
+            raise StaleVersion()
         ins_match = _check_patient(prescription, patient_ins, ins_key)
     except Exception:
         session.commit()  # keeps a just-recorded expiry
@@ -90,9 +96,11 @@ def _check_patient(prescription: Prescription, patient_ins: str | None, key: byt
 
 
 @writes
-def release(*, session: Session, actor: Actor, code: str) -> dict[str, Any]:
+def release(
+    *, session: Session, actor: Actor, code: str, if_match: Collection[int] | None = None
+) -> dict[str, Any]:
     """The patient went elsewhere: the prescription is active again for any laboratory."""
-    prescription = _held(session, actor, code, lifecycle.RELEASE)
+    prescription = _held(session, actor, code, lifecycle.RELEASE, if_match)
     prescription.status = lifecycle.check(prescription.status, lifecycle.RELEASE, lifecycle.HOLDER)
     _end_hold(prescription, forget_laboratory=True)
     touch(prescription)
@@ -102,12 +110,22 @@ def release(*, session: Session, actor: Actor, code: str) -> dict[str, Any]:
     return body
 
 
-def _held(session: Session, actor: Actor, code: str, action: str) -> Prescription:
-    """The prescription this laboratory holds, locked, when the table allows `action`."""
+def _held(
+    session: Session,
+    actor: Actor,
+    code: str,
+    action: str,
+    if_match: Collection[int] | None = None,
+) -> Prescription:
+    """The prescription this laboratory holds, locked, when the table allows `action` (and it
+    is at one of the versions in `if_match`, when given)."""
     prescription = find(session, parse_code(code), lock=True)
     if prescription is None:
         raise PrescriptionNotFound()
     lifecycle.check(prescription.status, action, role(prescription, actor))
+    if if_match is not None and prescription.version not in if_match:
+        session.rollback()
+        raise StaleVersion()
     return prescription
 
 
@@ -208,10 +226,15 @@ def _apply_change(
 
 @writes
 def report(
-    *, session: Session, actor: Actor, code: str, outcomes: list[dict[str, Any]]
+    *,
+    session: Session,
+    actor: Actor,
+    code: str,
+    outcomes: list[dict[str, Any]],
+    if_match: Collection[int] | None = None,
 ) -> dict[str, Any]:
     """Exams done or not done; when none is left requested, this execution ends."""
-    prescription = _held(session, actor, code, lifecycle.REPORT)
+    prescription = _held(session, actor, code, lifecycle.REPORT, if_match)
     lines = {line.line_id: line for line in prescription.lines}
     _validate_outcomes(outcomes, lines)
     for outcome in outcomes:

@@ -25,16 +25,29 @@ JSON of every resource used here is identical in FHIR 4.0.1, which is declared.
   may be contained in each ServiceRequest instead (`subject` = `#id`). The answer is a
   transaction-response Bundle: `201 Created` with the location of each ServiceRequest, and the
   JSON API's warnings as an OperationOutcome in `response.outcome` of the entry concerned.
-* **Retries**: `Idempotency-Key` header as in the JSON API (same key and content: the first
-  answer is replayed, with `Idempotent-Replayed: true`; another content: 422). Conditional
-  create (`If-None-Exist` header or `entry.request.ifNoneExist`):
-  `requisition={s.REQUISITION_SYSTEM}|<code>` (or `identifier=` with that system) answers the
-  existing prescription with `200 OK` entries (entry n is line L<n>) without creating;
-  `identifier=<system>|<value>` of the prescriber software, or the same identifier given as
-  `Bundle.identifier` or `ServiceRequest.identifier`, makes the creation idempotent for ever for
-  this client: a retry answers `200 OK` entries, another content under the same identifier
-  is refused (422, as a reused Idempotency-Key); with such an identifier an Idempotency-Key
-  header is not used. That identifier is not given back on reads nor searchable.
+* **Retries and conditional create** (the transaction is the only way to create): the
+  prescriber software's own identifier of the order (`Bundle.identifier`,
+  `ServiceRequest.identifier` or `ServiceRequest.requisition` of its own system) is kept,
+  unique per prescriber: a retry under it answers `200 OK` entries naming the existing
+  prescription, whatever the content; it is searchable as `requisition=<system>|<value>`.
+  `If-None-Exist` (header or `entry.request.ifNoneExist`): `identifier=<system>|<value>` (that
+  identifier) or `requisition={s.REQUISITION_SYSTEM}|<code>`: one match answers `200 OK`
+  entries of the existing prescription and ignores the posted content (entry n is its line
+  L<n>; beyond its lines, the entry names the Task); several matches answer 412; none creates.
+  Without an identifier, the `Idempotency-Key` header works as in the JSON API (same key and
+  content: the first answer replayed with `Idempotent-Replayed: true`; another content: 422).
+  `entry.response.location` is `ServiceRequest/<id>/_history/<version>`.
+* **Prefer** (names and values read case-insensitively): `return=minimal` (default),
+  `representation` (each entry carries its ServiceRequest) or `OperationOutcome` (each entry
+  carries one) on the transaction; on the operations `minimal` (an empty 200), `representation`
+  (default) or `OperationOutcome`; answered with `Preference-Applied`.
+* **Versions**: reads carry `ETag: W/"<version>"` and `Last-Modified`; vread
+  (`/_history/<version>`) answers the current version (older versions are not kept: 404).
+  `If-Match: W/"<version>"` on `$take` (on a Task), `$release` and `$complete` is checked
+  against the Task's version (412 when stale).
+* **Formats**: `application/fhir+json` (also with `fhirVersion=4.0` or `4.0.1`; another
+  fhirVersion is 406 on Accept and 415 on Content-Type), `application/json` and the legacy
+  `application/json+fhir`; `_format=json` overrides Accept.
 * **Modifications** (adding, removing or replacing exams, cancelling) are done through the
   JSON API only. Laboratories use the Task operations `$take`, `$release` and `$complete`.
 * **Errors** are OperationOutcome resources with the matching HTTP status; `details` carries
@@ -92,7 +105,8 @@ The execution of a prescription (id = the code). `status`: requested (active), i
 (`{s.CS_PRESCRIPTION_STATUS}`), `owner` the laboratory (identifier system `{s.FINESS}`),
 `basedOn` the ServiceRequests and `focus` the first one. Read only extensions:
 `{s.EXT_MODIFIED}` and `{s.EXT_EXECUTION_WITHHELD}` (valueBoolean). A read answers
-`ETag: W/"<version>"`; `If-None-Match` with it answers 304 without a body."""
+`ETag: W/"<version>"` and `Last-Modified`; `If-None-Match` with it (or `*`) answers 304 with the
+current ETag and no body."""
 
 AUDIT_DOCUMENTATION = f"""\
 The history of a prescription, oldest first: search `entity=Task/<code>`. `subtype` is the EPU
@@ -162,11 +176,11 @@ def _service_request() -> dict[str, Any]:
     return {
         "type": "ServiceRequest",
         "documentation": SERVICE_REQUEST_DOCUMENTATION,
-        "interaction": [{"code": "read"}, {"code": "search-type"}],
+        "interaction": [{"code": "read"}, {"code": "vread"}, {"code": "search-type"}],
         "versioning": "versioned",
         "readHistory": False,
         "updateCreate": False,
-        "conditionalCreate": True,
+        "conditionalCreate": False,
         "conditionalRead": "not-supported",
         "conditionalUpdate": False,
         "conditionalDelete": "not-supported",
@@ -203,7 +217,7 @@ def _task() -> dict[str, Any]:
     return {
         "type": "Task",
         "documentation": TASK_DOCUMENTATION,
-        "interaction": [{"code": "read"}, {"code": "search-type"}],
+        "interaction": [{"code": "read"}, {"code": "vread"}, {"code": "search-type"}],
         "versioning": "versioned",
         "readHistory": False,
         "conditionalRead": "not-match",

@@ -18,7 +18,7 @@ from epu.instructions import PATIENT_INSTRUCTIONS
 SERVICE_REQUEST_ELEMENTS = {
     *("resourceType", "id", "meta", "text", "contained", "extension", "identifier", "status"),
     *("intent", "category", "priority", "code", "subject", "authoredOn", "requester"),
-    *("reasonCode", "supportingInfo", "note", "patientInstruction"),
+    *("reasonCode", "supportingInfo", "note", "patientInstruction", "requisition"),
 }
 PATIENT_ELEMENTS = {"resourceType", "id", "meta", "identifier", "gender", "birthDate"}
 OBSERVATION_ELEMENTS = {
@@ -43,6 +43,8 @@ class LineReader:
         _check_elements(resource, at)
         self._requester(resource.get("requester"), at)
         self._identifiers(resource.get("identifier") or [], at)
+        if resource.get("requisition"):
+            self._identifiers([resource["requisition"]], at, ".requisition")
         contained = self._contained(resource, at)
         self._subject(resource, contained, at)
         extensions = _extensions(resource.get("extension") or [])
@@ -73,16 +75,14 @@ class LineReader:
                 f"{at}.requester",
             )
 
-    def _identifiers(self, identifiers: list[dict], at: str) -> None:
+    def _identifiers(self, identifiers: list[dict], at: str, element: str = "") -> None:
         for index, identifier in enumerate(identifiers):
+            where = f"{at}{element or f'.identifier[{index}]'}"
             if identifier.get("system") == s.REQUISITION_SYSTEM:
-                raise invalid(
-                    "The requisition code is assigned by EPU.", f"{at}.identifier[{index}]"
-                )
+                raise invalid("The requisition code is assigned by EPU.", where)
             if not identifier.get("system") or not identifier.get("value"):
                 raise invalid(
-                    "An identifier of the prescriber software needs a system and a value.",
-                    f"{at}.identifier[{index}]",
+                    "An identifier of the prescriber software needs a system and a value.", where
                 )
             self.identifiers.append(f"{identifier['system']}|{identifier['value']}")
 

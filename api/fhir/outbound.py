@@ -348,29 +348,48 @@ def searchset(
 
 
 def transaction_response(
-    base: str, kinds: list[str], view: dict[str, Any], status: str, warnings: list | None = None
+    base: str,
+    kinds: list[str],
+    view: dict[str, Any],
+    status: str,
+    warnings: list | None = None,
+    *,
+    representation: bool = False,
+    outcomes: bool = False,
 ) -> dict[str, Any]:
-    """One entry per request entry: entry n of the ServiceRequests is line L<n>; the JSON API's
-    warnings about a line are the OperationOutcome of its entry."""
-    entries, number = [], 0
+    """One entry per request entry: the n-th ServiceRequest posted is the prescription's n-th
+    line (beyond its lines, the entry names the Task); the JSON API's warnings about a line are
+    the OperationOutcome of its entry (Prefer: return=OperationOutcome gives one to each)."""
+    entries, number, lines = [], 0, view["lines"]
+    version = view["version"]
     for index, kind in enumerate(kinds):
         if kind == "Patient":
             note = Issue(PATIENT_NOT_STORED, "informational", severity="information")
             entries.append({"response": {"status": "200 OK", "outcome": outcome([note])}})
             continue
         number += 1
-        resource_id = service_request_id(view["code"], f"L{number}")
+        line = lines[number - 1] if number <= len(lines) else None
+        path = f"ServiceRequest/{service_request_id(view['code'], line['id'])}" if line else None
+        path = path or f"Task/{view['code']}"
         response: dict[str, Any] = {
             "status": status,
-            "location": f"ServiceRequest/{resource_id}/_history/{view['version']}",
-            "etag": f'W/"{view["version"]}"',
+            "location": f"{path}/_history/{version}",
+            "etag": f'W/"{version}"',
             "lastModified": view["updated_at"],
         }
-        line_id = f"L{number}"
-        issues = [_warning(item, index) for item in warnings or [] if item["line"] == line_id]
+        issues = [
+            _warning(item, index) for item in warnings or [] if line and item["line"] == line["id"]
+        ]
+        if outcomes and not issues:
+            done = "Created." if status.startswith("201") else "Already there: not created again."
+            issues = [Issue(done, "informational", severity="information")]
         if issues:
             response["outcome"] = outcome(issues)
-        entries.append({"fullUrl": f"{base}/ServiceRequest/{resource_id}", "response": response})
+        entry: dict[str, Any] = {"fullUrl": f"{base}/{path}"}
+        if representation and line is not None:
+            entry["resource"] = service_request(view, line)
+        entry["response"] = response
+        entries.append(entry)
     return {"resourceType": "Bundle", "type": "transaction-response", "entry": entries}
 
 

@@ -1,5 +1,6 @@
 """The /fhir endpoints: each maps FHIR to the same use cases as the JSON API."""
 
+import contextlib
 from typing import Any
 
 from flask import Blueprint, request
@@ -14,6 +15,7 @@ from api.fhir import (
     outbound,
     pages,
     params,
+    prefer,
     service_request_search,
     wire,
 )
@@ -57,13 +59,10 @@ def metadata():
 def transaction():
     actor = current_actor()
     tx = inbound.transaction(wire.json_body(), actor, request.headers.get("If-None-Exist"))
-    if tx.requisition:
-        existing = _existing(tx)
-        if existing is not None:
-            bundle = outbound.transaction_response(wire.base_url(), tx.kinds, existing, "200 OK")
-            return wire.respond(bundle)
+    code = _existing(tx)
+    if code is not None:
+        return _transaction_answer(tx, code, None, "200 OK", {})
     header_key = request.headers.get("Idempotency-Key", "").strip()[:200] or None
-    key = f"fhir-identifier:{tx.client_identifier}" if tx.client_identifier else header_key
     try:
         created = prescriptions.create(
             session=db_session(),
@@ -71,33 +70,63 @@ def transaction():
             data=tx.data,
             ins_key=ins_key(),
             validity_days=settings().validity_days,
-            idempotency_key=key,
+            idempotency_key=None if tx.client_identifier else header_key,
+            order_identifier=tx.client_identifier,
         )
     except ValidationFailed as error:
         raise tx.layout.error(error.errors) from error
     status = "200 OK" if created.replayed and tx.client_identifier else "201 Created"
     headers = {"Idempotent-Replayed": "true"} if created.replayed else {}
-    warnings = created.body.get("warnings", [])
-    base = wire.base_url()
-    bundle = outbound.transaction_response(base, tx.kinds, created.body, status, warnings)
-    return wire.respond(bundle, **headers)
+    return _transaction_answer(tx, created.body["code"], created.body, status, headers)
 
 
-def _existing(tx: inbound.Transaction) -> dict[str, Any] | None:
-    """The caller's prescription named in If-None-Exist, or None (then it is created)."""
-    try:
-        view = prescriptions.status(
-            session=db_session(), actor=current_actor(), code=tx.requisition
+def _existing(tx: inbound.Transaction) -> str | None:
+    """The caller's prescription that If-None-Exist or the order identifier names (None: it is
+    created); 412 when they name two different ones."""
+    found = set()
+    if tx.requisition:
+        with contextlib.suppress(PrescriptionNotFound):
+            found.add(
+                prescriptions.owned_code(
+                    session=db_session(), actor=current_actor(), code=tx.requisition
+                )
+            )
+    if tx.client_identifier:
+        code = prescriptions.code_of_order(
+            session=db_session(), actor=current_actor(), identifier=tx.client_identifier
         )
-    except PrescriptionNotFound:
-        return None
-    have = {line["id"] for line in view["lines"]}
-    if any(f"L{n}" not in have for n in range(1, len(tx.layout.line_entries) + 1)):
-        raise FhirError(
-            412,
-            [Issue("The requisition exists but does not hold these ServiceRequests.", "conflict")],
-        )
-    return view
+        if code is not None:
+            found.add(code)
+    if len(found) > 1:
+        detail = "The conditions of this creation match several prescriptions."
+        raise FhirError(412, [Issue(detail, "multiple-matches")])
+    return found.pop() if found else None
+
+
+def _transaction_answer(
+    tx: inbound.Transaction,
+    code: str,
+    view: dict[str, Any] | None,
+    status: str,
+    headers: dict[str, str],
+):
+    wanted = prefer.wanted()
+    if view is None or (wanted == prefer.REPRESENTATION and "created_at" not in view):
+        session, actor = db_session(), current_actor()
+        if wanted == prefer.REPRESENTATION:
+            view = prescriptions.read(session=session, actor=actor, code=code)
+        else:
+            view = prescriptions.status(session=session, actor=actor, code=code)
+    bundle = outbound.transaction_response(
+        wire.base_url(),
+        tx.kinds,
+        view,
+        status,
+        view.get("warnings", []),
+        representation=wanted == prefer.REPRESENTATION,
+        outcomes=wanted == prefer.OUTCOME,
+    )
+    return wire.respond(bundle, **headers, **prefer.applied())
 
 
 # ---- ServiceRequest --------------------------------------------------------------------------
@@ -106,15 +135,26 @@ def _existing(tx: inbound.Transaction) -> dict[str, Any] | None:
 @get("/ServiceRequest/<resource_id>")
 @require(PRESCRIBER, LAB)
 def read_service_request(resource_id: str):
+    return _service_request(resource_id, None)
+
+
+@get("/ServiceRequest/<resource_id>/_history/<version>")
+@require(PRESCRIBER, LAB)
+def vread_service_request(resource_id: str, version: str):
+    """The current version only: older versions are not kept (404)."""
+    return _service_request(resource_id, version)
+
+
+def _service_request(resource_id: str, version: str | None):
     code, _, line_id = resource_id.rpartition("-")
     if not code or not line_id:
         raise not_found("ServiceRequest")
     view = prescriptions.read(session=db_session(), actor=current_actor(), code=code)
     line = next((line for line in view["lines"] if line["id"] == line_id), None)
-    if line is None:
-        raise not_found("ServiceRequest")
+    if line is None or version not in (None, str(view["version"])):
+        raise not_found("ServiceRequest" if line is None else "version of this ServiceRequest")
     resource = outbound.service_request(view, line)
-    return wire.respond(resource, ETag=wire.etag(view["version"]))
+    return wire.respond(resource, **wire.versioned(view))
 
 
 @get("/ServiceRequest")
@@ -137,6 +177,17 @@ def search_service_requests_by_post():
 @get("/Task/<code>")
 @require(PRESCRIBER, LAB)
 def read_task(code: str):
+    return _task(code, None)
+
+
+@get("/Task/<code>/_history/<version>")
+@require(PRESCRIBER, LAB)
+def vread_task(code: str, version: str):
+    """The current version only: older versions are not kept (404)."""
+    return _task(code, version)
+
+
+def _task(code: str, version: str | None):
     try:
         view = prescriptions.status(
             session=db_session(),
@@ -144,9 +195,13 @@ def read_task(code: str):
             code=code,
             if_none_match=wire.domain_if_none_match(),
         )
-    except prescriptions.NotModified:
-        return wire.not_modified()
-    return wire.respond(outbound.task(view), ETag=wire.etag(view["version"]))
+    except prescriptions.NotModified as unchanged:
+        return wire.not_modified(int(unchanged.etag.strip('"v')))
+    if version not in (None, str(view["version"])):
+        raise not_found("version of this Task")
+    if wire.if_none_match_star():
+        return wire.not_modified(view["version"])
+    return wire.respond(outbound.task(view), **wire.versioned(view))
 
 
 @get("/Task")
@@ -189,20 +244,27 @@ def take_task(code: str):
 
 def _take(code: str | None):
     data, place = operations.take(wire.json_body(required=code is None), code)
+    if_match = wire.if_match_versions() if code is not None else None
     try:
-        view = scan(data["code"], data.get("patient_ins"), data["patient_objects_to_sharing"])
+        view = scan(
+            data["code"], data.get("patient_ins"), data["patient_objects_to_sharing"], if_match
+        )
     except ValidationFailed as error:
         raise operations.refusal(error.errors, place) from error
     output = operations.take_output(outbound.task(view), view["patient"].get("ins_match"))
-    return wire.respond(output, ETag=wire.etag(view["version"]))
+    done = f"Task {view['code']} taken: {outbound.TASK_STATUS[view['status']]}."
+    return prefer.answer(output, done, **wire.versioned(view))
 
 
 @post("/Task/<code>/$release")
 @require(LAB)
 def release_task(code: str):
     operations.no_parameters(wire.json_body(required=False))
-    view = laboratory.release(session=db_session(), actor=current_actor(), code=code)
-    return wire.respond(outbound.task(view), ETag=wire.etag(view["version"]))
+    view = laboratory.release(
+        session=db_session(), actor=current_actor(), code=code, if_match=wire.if_match_versions()
+    )
+    done = f"Task {view['code']} released: {outbound.TASK_STATUS[view['status']]}."
+    return prefer.answer(outbound.task(view), done, **wire.versioned(view))
 
 
 @post("/Task/<code>/$complete")
@@ -212,11 +274,17 @@ def complete_task(code: str):
     outcomes, place = operations.complete(wire.json_body(), normalised)
     try:
         view = laboratory.report(
-            session=db_session(), actor=current_actor(), code=normalised, outcomes=outcomes
+            session=db_session(),
+            actor=current_actor(),
+            code=normalised,
+            outcomes=outcomes,
+            if_match=wire.if_match_versions(),
         )
     except ValidationFailed as error:
         raise operations.refusal(error.errors, place) from error
-    return wire.respond(outbound.task(view), ETag=wire.etag(view["version"]))
+    done = f"Task {view['code']}: {len(outcomes)} line(s) reported, now "
+    done += f"{outbound.TASK_STATUS[view['status']]}."
+    return prefer.answer(outbound.task(view), done, **wire.versioned(view))
 
 
 # ---- AuditEvent ------------------------------------------------------------------------------

@@ -90,8 +90,11 @@ def _codes(query: params.Search) -> dict[str, set[str] | None] | None:
     """The prescriptions (and lines) named by requisition and _id; ANDed when both given."""
     named: dict[str, set[str] | None] | None = None
     if query.has("requisition"):
-        codes = params.tokens(query, "requisition", s.REQUISITION_SYSTEM) or set()
-        named = {code: None for code in _normalised(codes)}
+        accepted: set[str] | None = None
+        for group in query.and_values("requisition"):
+            codes = {code for value in group if (code := _requisition(value)) is not None}
+            accepted = codes if accepted is None else accepted & codes
+        named = {code: None for code in _normalised(accepted or set())}
     if query.has("_id"):
         by_id: dict[str, set[str] | None] = {}
         for group in query.and_values("_id"):
@@ -105,6 +108,17 @@ def _codes(query: params.Search) -> dict[str, set[str] | None] | None:
     if named is not None and len(named) > MAX_READS:
         raise params.bad(f"At most {MAX_READS} prescriptions per search.", "requisition")
     return named
+
+
+def _requisition(value: str) -> str | None:
+    """An EPU code, or the code of the caller's prescription under its own order identifier
+    (system|value of the prescriber software)."""
+    system, bar, _ = value.partition("|")
+    if not bar or system in ("", s.REQUISITION_SYSTEM):
+        return params.token(value, s.REQUISITION_SYSTEM)
+    return prescriptions.code_of_order(
+        session=db_session(), actor=current_actor(), identifier=value
+    )
 
 
 def _intersect(left: dict, right: dict) -> dict:

@@ -36,6 +36,8 @@ def check_answer(response) -> None:
     if response.status_code == 304:
         assert response.get_data() == b""
         return
+    if response.headers.get("Preference-Applied") == "return=minimal" and not response.data:
+        return
     assert response.headers["Content-Type"] == f"{FHIR}; charset=utf-8", response.get_data()
     parse_both(response.get_json())
 

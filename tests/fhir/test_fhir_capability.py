@@ -21,6 +21,9 @@ CLAIMS = {
         "test_fhir_transaction:test_transaction_creates_one_prescription",
         "test_fhir_transaction:test_warnings_come_back_as_an_operation_outcome_on_their_entry",
         "test_fhir_transaction:test_idempotency_key_replays_the_first_answer",
+        "test_fhir_transaction:test_if_none_exist_on_the_requisition_answers_the_existing",
+        "test_fhir_transaction:test_the_prescriber_softwares_identifier_makes_creation_idempotent",
+        "test_fhir_http:test_prefer_return_on_the_transaction",
     ],
     "ServiceRequest:interaction:read": [
         "test_fhir_service_requests:test_read_service_request_says_what_the_json_api_says",
@@ -33,9 +36,11 @@ CLAIMS = {
     "ServiceRequest:versioning:versioned": [
         "test_fhir_service_requests:test_service_request_is_versioned_but_not_conditionally_read"
     ],
-    "ServiceRequest:conditionalCreate": [
-        "test_fhir_transaction:test_if_none_exist_on_the_requisition_answers_the_existing",
-        "test_fhir_transaction:test_the_prescriber_softwares_identifier_makes_creation_idempotent",
+    "ServiceRequest:interaction:vread": [
+        "test_fhir_http:test_vread_gives_the_current_version_and_404_for_others"
+    ],
+    "Task:interaction:vread": [
+        "test_fhir_http:test_vread_gives_the_current_version_and_404_for_others"
     ],
     "ServiceRequest:conditionalRead:not-supported": [
         "test_fhir_service_requests:test_service_request_is_versioned_but_not_conditionally_read"
