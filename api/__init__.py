@@ -63,12 +63,14 @@ def _register_blueprints(app: Flask) -> None:
     from api.catalogue.routes import blp as catalogue
     from api.documents.routes import blp as documents
     from api.laboratory.routes import blp as laboratory
+    from api.lookups.routes import blp as lookups
     from api.prescriptions.routes import blp as prescriptions
 
     api = EpuApi(app)
     app.extensions["epu.api"] = api
     for blueprint in (catalogue, prescriptions, laboratory, documents):
         api.register_blueprint(blueprint)
+    api.register_blueprint(lookups)
     app.register_blueprint(health.blp)
     app.register_blueprint(oauth.blp)
     fhir.init_app(app)

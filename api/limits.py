@@ -13,6 +13,7 @@ from epu.actors import Actor
 from epu.settings import Settings
 
 FAILED_SCAN_WINDOW = "10 minutes"
+LOOKUP_WINDOW = "10 minutes"
 
 
 class Limits:
@@ -24,6 +25,7 @@ class Limits:
         self._request_limiter = FixedWindowRateLimiter(storage)
         self._requests = parse(settings.rate_limit)
         self._failed_scans = parse(f"{settings.failed_scan_limit}/{FAILED_SCAN_WINDOW}")
+        self._lookups = parse(f"{settings.lookup_limit}/{LOOKUP_WINDOW}")
 
     @staticmethod
     def _refuse(limiter, item, identifiers: tuple[str, str], detail: str) -> Problem:
@@ -56,6 +58,17 @@ class Limits:
         identifiers = ("failed-scans", str(actor.client_pk))
         self._limiter.hit(self._failed_scans, *identifiers)
         return not self._limiter.test(self._failed_scans, *identifiers)
+
+    def count_lookup(self, actor: Actor) -> None:
+        """Count a patient lookup (by INS and birth date); 429 past the allowance."""
+        identifiers = ("patient-lookups", str(actor.client_pk))
+        if not self._limiter.hit(self._lookups, *identifiers):
+            raise self._refuse(
+                self._limiter,
+                self._lookups,
+                identifiers,
+                "Too many patient lookups from this client; lookups are paused.",
+            )
 
 
 def init_app(app: Flask, settings: Settings) -> None:

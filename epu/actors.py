@@ -2,7 +2,8 @@ from dataclasses import dataclass
 
 PRESCRIBER = "prescriber"
 LAB = "lab"
-ROLES = (PRESCRIBER, LAB)
+NURSE = "nurse"  # infirmier·ère libéral·e (IDEL), identified by RPPS
+ROLES = (PRESCRIBER, LAB, NURSE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,3 +22,7 @@ class Actor:
     @property
     def is_prescriber(self) -> bool:
         return self.role == PRESCRIBER
+
+    @property
+    def is_nurse(self) -> bool:
+        return self.role == NURSE

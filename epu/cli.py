@@ -49,18 +49,19 @@ def clients_group() -> None:
 
 
 @clients_group.command()
-@click.option("--role", type=click.Choice(["prescriber", "lab"]), required=True)
-@click.option("--rpps", help="RPPS number of the prescriber (11 digits)")
+@click.option("--role", type=click.Choice(["prescriber", "lab", "nurse"]), required=True)
+@click.option("--rpps", help="RPPS number of the prescriber or nurse (11 digits)")
 @click.option("--finess", help="FINESS number of the laboratory (9 digits)")
 @click.option("--name", required=True)
 def create(role: str, rpps: str | None, finess: str | None, name: str) -> None:
     """Create a client; prints its id and secret as one JSON object (the secret only now)."""
-    identifier = rpps if role == "prescriber" else finess
-    other = finess if role == "prescriber" else rpps
+    by_rpps = role in ("prescriber", "nurse")
+    identifier = rpps if by_rpps else finess
+    other = finess if by_rpps else rpps
     if other:
-        _fail(f"--{'finess' if role == 'prescriber' else 'rpps'} does not apply to role {role}")
+        _fail(f"--{'finess' if by_rpps else 'rpps'} does not apply to role {role}")
     if not identifier:
-        _fail(f"role {role} needs --{'rpps' if role == 'prescriber' else 'finess'}")
+        _fail(f"role {role} needs --{'rpps' if by_rpps else 'finess'}")
     try:
         client, secret = clients.create_client(
             session=_session(), role=role, identifier=identifier, name=name

@@ -1,4 +1,4 @@
-"""Client software accounts: a prescriber (RPPS) or a laboratory (FINESS)."""
+"""Client software accounts: a prescriber or a nurse (RPPS), or a laboratory (FINESS)."""
 
 import hashlib
 import hmac
@@ -7,7 +7,7 @@ import secrets
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from epu.actors import LAB, PRESCRIBER, Actor
+from epu.actors import LAB, NURSE, PRESCRIBER, Actor
 from epu.errors import ValidationFailed
 from epu.identifiers import is_finess, is_rpps
 from models import Client
@@ -40,9 +40,10 @@ def create_client(*, session: Session, role: str, identifier: str, name: str) ->
     check = {
         PRESCRIBER: (is_rpps, "an RPPS number of 11 digits"),
         LAB: (is_finess, "a FINESS number of 9 digits"),
+        NURSE: (is_rpps, "an RPPS number of 11 digits"),
     }
     if role not in check:
-        raise ValidationFailed({"role": "must be 'prescriber' or 'lab'"})
+        raise ValidationFailed({"role": "must be 'prescriber', 'lab' or 'nurse'"})
     is_valid, expected = check[role]
     if not is_valid(identifier):
         raise ValidationFailed(

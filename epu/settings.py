@@ -31,6 +31,7 @@ class Settings:
     token_ttl: int = 3600
     validity_days: int = 365
     failed_scan_limit: int = 20
+    lookup_limit: int = 30
     rate_limit: str = "1200/minute"
     redis_url: str | None = None
     max_body_bytes: int = 256 * 1024
@@ -55,6 +56,7 @@ class Settings:
             token_ttl=_int("EPU_TOKEN_TTL", 3600),
             validity_days=_int("EPU_VALIDITY_DAYS", 365),
             failed_scan_limit=_int("EPU_FAILED_SCAN_LIMIT", 20),
+            lookup_limit=_int("EPU_LOOKUP_LIMIT", 30),
             rate_limit=os.environ.get("EPU_RATE_LIMIT", "1200/minute"),
             redis_url=os.environ.get("EPU_REDIS_URL") or None,
             revocation_check_seconds=float(os.environ.get("EPU_REVOCATION_CHECK_SECONDS", 0.5)),

@@ -8,8 +8,10 @@ from models.tables import (
     Event,
     IdempotencyRecord,
     Line,
+    NurseRead,
     Prescription,
     Proposal,
+    Sampling,
 )
 
 __all__ = [
@@ -20,6 +22,8 @@ __all__ = [
     "Event",
     "IdempotencyRecord",
     "Line",
+    "NurseRead",
     "Prescription",
     "Proposal",
+    "Sampling",
 ]

@@ -49,6 +49,7 @@ class CatalogueEntry(Base):
     synonyms: Mapped[list[str]] = mapped_column(JSON, default=list)
     required_context: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     patient_instructions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    specimen: Mapped[str | None] = mapped_column(String(10))
     version: Mapped[CatalogueVersion] = relationship(back_populates="entries")
 
 
@@ -73,6 +74,7 @@ class Prescription(Base):
             postgresql_where=_CLOSED,
             sqlite_where=_CLOSED,
         ),
+        Index("ix_prescriptions_patient_lookup", "ins_pseudonym", "patient_birth_date"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -87,7 +89,7 @@ class Prescription(Base):
     order_identifier: Mapped[str | None] = mapped_column(String(200))
     patient_sex: Mapped[str] = mapped_column(String(8))
     patient_birth_date: Mapped[date]
-    ins_pseudonym: Mapped[str | None] = mapped_column(String(64), index=True)
+    ins_pseudonym: Mapped[str | None] = mapped_column(String(64))  # see ix_..._patient_lookup
     clinical_context: Mapped[str | None] = mapped_column(Text)
     result_return: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     lab_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id"))
@@ -100,6 +102,9 @@ class Prescription(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
+    # The latest sampling by a nurse, kept here so that the status poll needs no other query.
+    sampling_status: Mapped[str | None] = mapped_column(String(24))
+    sampled_at: Mapped[datetime | None]
     lines: Mapped[list["Line"]] = relationship(
         back_populates="prescription",
         order_by="Line.position",
@@ -111,6 +116,9 @@ class Prescription(Base):
         order_by="Proposal.id",
         cascade="all, delete-orphan",
         passive_deletes=True,
+    )
+    samplings: Mapped[list["Sampling"]] = relationship(
+        order_by="Sampling.id", cascade="all, delete-orphan", passive_deletes=True
     )
 
 
@@ -207,3 +215,38 @@ class IdempotencyRecord(Base):
     )
     response_body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class NurseRead(Base):
+    """A nurse scanned this prescription: she may see it and record samplings for a while."""
+
+    __tablename__ = "nurse_reads"
+    __table_args__ = (UniqueConstraint("prescription_id", "nurse_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prescription_id: Mapped[int] = mapped_column(ForeignKey("prescriptions.id", ondelete="CASCADE"))
+    nurse_id: Mapped[int] = mapped_column(ForeignKey("clients.id"), index=True)
+    scanned_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Sampling(Base):
+    """Specimens a nurse collected for some lines of a prescription (before any laboratory)."""
+
+    __tablename__ = "samplings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    prescription_id: Mapped[int] = mapped_column(
+        ForeignKey("prescriptions.id", ondelete="CASCADE"), index=True
+    )
+    nurse_id: Mapped[int] = mapped_column(ForeignKey("clients.id"), index=True)
+    nurse_rpps: Mapped[str] = mapped_column(String(11))
+    nurse_name: Mapped[str] = mapped_column(String(200))
+    collected_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(24))
+    specimens: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    not_collected: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    comment: Mapped[str | None] = mapped_column(Text)
+    destination_finess: Mapped[str | None] = mapped_column(String(9))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -13,7 +13,16 @@ from sqlalchemy import create_engine, delete, text
 from epu import catalogue, clients
 from epu.settings import Settings
 from migrations import upgrade
-from models import Client, Event, IdempotencyRecord, Line, Prescription, Proposal
+from models import (
+    Client,
+    Event,
+    IdempotencyRecord,
+    Line,
+    NurseRead,
+    Prescription,
+    Proposal,
+    Sampling,
+)
 from models.db import make_engine, make_session_factory
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -74,7 +83,8 @@ def clean_database(session_factory):
     """Each test starts with no clients and no prescriptions (the catalogue stays)."""
     yield
     with session_factory() as session:
-        for model in (IdempotencyRecord, Event, Proposal, Line, Prescription, Client):
+        models = (IdempotencyRecord, Event, Proposal, NurseRead, Sampling, Line, Prescription)
+        for model in (*models, Client):
             session.execute(delete(model))
         session.commit()
 
@@ -143,3 +153,13 @@ def lab(http, session_factory) -> Party:
 @pytest.fixture
 def other_lab(http, session_factory) -> Party:
     return register(http, session_factory, "lab", "750000010", "Laboratoire du Marais")
+
+
+@pytest.fixture
+def nurse(http, session_factory) -> Party:
+    return register(http, session_factory, "nurse", "10101016318", "Claire Dubois IDEL")
+
+
+@pytest.fixture
+def other_nurse(http, session_factory) -> Party:
+    return register(http, session_factory, "nurse", "10101016326", "Marc Leroy IDEL")
