@@ -24,6 +24,8 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed
 	$(BIN)/epu db upgrade
 	$(BIN)/epu catalogue load-bundled
+	@# The dispatcher's parent becomes gunicorn (exec keeps the pid): it stops when gunicorn does.
+	$(BIN)/epu dispatch --follow-parent & \
 	exec $(BIN)/gunicorn --bind 127.0.0.1:$(EPU_PORT) --workers $(EPU_WORKERS) \
 		--worker-class gthread --threads $(EPU_THREADS) --no-control-socket \
 		--access-logfile - \

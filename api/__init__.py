@@ -65,10 +65,11 @@ def _register_blueprints(app: Flask) -> None:
     from api.laboratory.routes import blp as laboratory
     from api.lookups.routes import blp as lookups
     from api.prescriptions.routes import blp as prescriptions
+    from api.subscriptions.routes import blp as subscriptions
 
     api = EpuApi(app)
     app.extensions["epu.api"] = api
-    for blueprint in (catalogue, prescriptions, laboratory, documents):
+    for blueprint in (catalogue, prescriptions, laboratory, documents, subscriptions):
         api.register_blueprint(blueprint)
     api.register_blueprint(lookups)
     app.register_blueprint(health.blp)

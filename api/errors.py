@@ -31,6 +31,9 @@ DOMAIN_STATUS: dict[type[errors.DomainError], int] = {
     errors.ProposalNotFound: 404,
     errors.ProposalPending: 409,
     errors.ProposalNotPending: 409,
+    errors.SubscriptionNotFound: 404,
+    errors.TooManySubscriptions: 409,
+    errors.WebhookUrlRefused: 422,
 }
 
 HTTP_SLUGS = {

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench.server import Server
 
-PROFILED = ("create", "scan", "status_304")
+PROFILED = ("create", "scan", "status_304", "read", "fhir_read")
 RATE = 200  # samples per second
 PROJECT = ("epu/", "api/", "models/", "qr/")
 _FRAME = re.compile(r"^(?P<function>.*?) \((?P<file>[^:()]+)(?::\d+)?\)$")

@@ -194,7 +194,11 @@ class Bench:
             self.run(scenario, self.baseline, source)
 
 
-def run_servers(config: Config, db: Database, env: dict[str, str], accounts) -> list[Row]:
+def run_servers(
+    config: Config, db: Database, env: dict[str, str], accounts, after=None
+) -> list[Row]:
+    """Both servers, the scenarios, `after(bench)` if given (the growth mode's retention
+    commands), then the baselines on their own."""
     epu = server.start("wsgi:app", config.gunicorn, env, OUT, "epu")
     baseline = None
     try:
@@ -204,6 +208,8 @@ def run_servers(config: Config, db: Database, env: dict[str, str], accounts) -> 
         prepare.fill_read_codes(world)
         bench = Bench(config, db, epu, baseline, world)
         bench.run_scenarios()
+        if after is not None:
+            after(bench)
         bench.run_baselines()
         return bench.rows
     finally:
@@ -231,7 +237,7 @@ def meta(config: Config, started: float, load_at_start: str) -> dict[str, object
 
 
 def _knobs() -> list[str]:
-    names = ("BENCH_SECONDS", "BENCH_WARMUP", "BENCH_WORKERS", "BENCH_THREADS",
+    names = ("BENCH_BASE", "BENCH_SECONDS", "BENCH_WARMUP", "BENCH_WORKERS", "BENCH_THREADS",
              "BENCH_CONCURRENCY", "BENCH_SCENARIOS", "BENCH_PROFILE", "SOAK")  # fmt: skip
     return [f"{n}={os.environ[n]}" for n in names if os.environ.get(n) not in (None, "", "0")]
 
@@ -253,6 +259,10 @@ def make_accounts(db: Database) -> tuple[list[Account], list[Account]]:
     )
 
 
+def new_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
 def main() -> int:
     started = time.monotonic()
     config = Config.from_env()
@@ -260,10 +270,12 @@ def main() -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     load_at_start = " ".join(f"{value:.2f}" for value in os.getloadavg())
     log(f"gunicorn {config.gunicorn.label}, {config.seconds:g} s per measure, load {load_at_start}")
+    if os.environ.get("BENCH_BASE"):
+        return growth_main(config, stamp, started, load_at_start)
     db = database.create(config.postgres)
     log(f"database {db.name}")
     try:
-        env = service_env(db, secrets.token_urlsafe(32))
+        env = service_env(db, new_secret())
         database.prepare(db, env)
         accounts = make_accounts(db)
         database.create_baseline_table(db)
@@ -287,6 +299,19 @@ def main() -> int:
     finally:
         database.drop(db)
         shutil.rmtree(OUT / "instance", ignore_errors=True)
+
+
+def growth_main(config: Config, stamp: str, started: float, load_at_start: str) -> int:
+    from bench import growth
+
+    text = growth.run(config, sys.modules[__name__])
+    info = meta(config, started, load_at_start)
+    settings = ", ".join(f"{key}={value}" for key, value in info.items())
+    document = f"Command: `{info['command']}`\n\n{settings}\n\n{text}\n"
+    for name in (f"growth-{stamp}", "growth-latest"):
+        (OUT / f"{name}.md").write_text(document)
+    log(f"written bench/out/growth-{stamp}.md (and growth-latest.md) in {info['run_seconds']} s")
+    return 0
 
 
 if __name__ == "__main__":

@@ -65,8 +65,7 @@ class World:
 
     @classmethod
     def make(cls, port: int, prescribers: list[Party], labs: list[Party], seed: int = 7) -> "World":
-        rng = random.Random(seed)
-        patients = [bodies.random_ins(rng) for _ in range(BODY_POOL)]
+        patients = cls.patients(seed)
         return cls(
             port,
             prescribers,
@@ -75,6 +74,12 @@ class World:
             json_bodies=[json_bytes(bodies.prescription(ins)) for ins in patients],
             fhir_bodies=[json_bytes(bodies.fhir_transaction(ins)) for ins in patients],
         )
+
+    @staticmethod
+    def patients(seed: int = 7) -> list[str]:
+        """The INS of the patients the creates are for (the growth mode's data knows them)."""
+        rng = random.Random(seed)
+        return [bodies.random_ins(rng) for _ in range(BODY_POOL)]
 
     def prescriber(self, thread: int) -> Party:
         return self.prescribers[thread % len(self.prescribers)]

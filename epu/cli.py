@@ -178,3 +178,39 @@ def purge(days: int) -> None:
     """Delete closed prescriptions (completed, cancelled, expired) untouched for DAYS."""
     counts = history.purge(session=_session(), older_than_days=days)
     click.echo(json.dumps(counts))
+
+
+@main.command()
+@click.option(
+    "--follow-parent",
+    is_flag=True,
+    help="Stop when the parent process ends (how `make run` ties it to gunicorn)",
+)
+def dispatch(follow_parent: bool) -> None:
+    """Deliver webhooks and FHIR notifications until stopped (SIGTERM or Ctrl-C)."""
+    import logging
+    import os
+    import signal
+    import threading
+
+    from epu.webhooks.dispatcher import Dispatcher
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = Settings.from_env()
+    # One connection per delivery thread, plus the claims.
+    engine = make_engine(
+        settings.database_url, pool_size=settings.webhooks.workers + 2, max_overflow=0
+    )
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    if follow_parent:
+        parent = os.getppid()
+
+        def watch_parent() -> None:
+            while not stop.wait(0.5):
+                if os.getppid() != parent:
+                    stop.set()
+
+        threading.Thread(target=watch_parent, daemon=True).start()
+    Dispatcher(make_session_factory(engine), settings).run(stop)

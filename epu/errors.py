@@ -119,3 +119,20 @@ class ProposalNotPending(DomainError):
     slug = "proposal_not_pending"
     title = "The proposal is no longer pending"
     detail = "This proposal has already been answered, withdrawn or superseded."
+
+
+class SubscriptionNotFound(DomainError):
+    slug = "not_found"
+    title = "Subscription not found"
+    detail = "No subscription with this id is available to you."
+
+
+class TooManySubscriptions(DomainError):
+    slug = "too_many_subscriptions"
+    title = "Too many subscriptions"
+    detail = "A client may hold at most 10 subscriptions: delete one first."
+
+
+class WebhookUrlRefused(ValidationFailed):
+    slug = "webhook_url_refused"
+    title = "Webhook URL refused"

@@ -88,7 +88,7 @@ def expire_due(*, session: Session, batch_size: int = 500) -> int:
             session.scalars(
                 select(Prescription)
                 .where(Prescription.status == ACTIVE, Prescription.expires_at <= now)
-                .order_by(Prescription.id)
+                .order_by(Prescription.expires_at)  # ix_prescriptions_active_expires, in order
                 .limit(batch_size)
                 .with_for_update(skip_locked=True)
             )
@@ -111,7 +111,7 @@ def purge(*, session: Session, older_than_days: int, batch_size: int = 500) -> d
             session.scalars(
                 select(Prescription.id)
                 .where(Prescription.status.in_(CLOSED), Prescription.updated_at < cutoff)
-                .order_by(Prescription.id)
+                .order_by(Prescription.updated_at)  # ix_prescriptions_closed_updated, in order
                 .limit(batch_size)
             )
         )

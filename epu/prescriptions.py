@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, String, select, text
+from sqlalchemy import Integer, String, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -77,8 +77,7 @@ def create(
     _validate(data, catalogue)
     prescription = _new_prescription(actor, data, catalogue, ins_key, validity_days)
     prescription.order_identifier = order_identifier
-    session.add(prescription)
-    session.flush()
+    _store(session, prescription)
     body = views.full(
         prescription, actor, warnings=_warnings(session, prescription, data, catalogue)
     )
@@ -131,6 +130,32 @@ def code_of_order(*, session: Session, actor: Actor, identifier: str) -> str | N
     )
     session.rollback()
     return code
+
+
+def _store(session: Session, prescription: Prescription) -> None:
+    """One INSERT ... RETURNING id, one executemany for the lines: the ORM's unit of work cost
+    more than the rest of a create (bench/RESULTS.md). The objects stay out of the session
+    (what the create answers is built from them) and get the values the database stored."""
+    prescription.id = session.execute(
+        insert(Prescription).returning(Prescription.id), [_column_values(prescription)]
+    ).scalar_one()
+    for line in prescription.lines:
+        line.prescription_id = prescription.id
+    session.execute(insert(Line), [_column_values(line) for line in prescription.lines])
+
+
+def _column_values(instance: Prescription | Line) -> dict[str, Any]:
+    """Every column of a new row but its id, the model's defaults applied."""
+    values = {}
+    for column in instance.__table__.columns:
+        if column.primary_key:
+            continue
+        if column.key not in instance.__dict__ and column.default is not None:
+            default = column.default
+            setattr(instance, column.key, default.arg if default.is_scalar else default.arg(None))
+        if column.key in instance.__dict__:
+            values[column.key] = instance.__dict__[column.key]
+    return values
 
 
 def _hash(data: dict[str, Any]) -> str:

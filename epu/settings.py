@@ -13,6 +13,14 @@ def _int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
 
+def _float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "") == "1"
+
+
 def _secret_from_instance(instance_dir: Path) -> str:
     """The embedded mode's secret: generated once, kept beside the SQLite database."""
     path = instance_dir / "secret_key"
@@ -43,6 +51,7 @@ class Settings:
     # request, trusting X-Forwarded-* only from the proxies below.
     public_base_url: str | None = None
     trusted_proxies: tuple[str, ...] = ()  # addresses or networks of the reverse proxies
+    webhooks: "WebhookSettings" = field(default_factory=lambda: WebhookSettings())
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -66,9 +75,40 @@ class Settings:
                 for item in os.environ.get("EPU_TRUSTED_PROXIES", "").split(",")
                 if item.strip()
             ),
+            webhooks=WebhookSettings.from_env(),
         )
 
     def derived_key(self, purpose: str) -> bytes:
         """A 32-byte key for one purpose, derived from the master secret."""
         hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode())
         return hkdf.derive(self.secret_key.encode())
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """Outgoing webhooks: what may be called, and how the dispatcher retries."""
+
+    allow_http: bool = False  # EPU_WEBHOOK_ALLOW_HTTP=1: plain http accepted (tests only)
+    allow_private: bool = False  # EPU_WEBHOOK_ALLOW_PRIVATE=1: tests and closed networks only
+    timeout: float = 5.0  # a 2xx within this many seconds is a success
+    retry_base: float = 5.0  # first retry delay; doubles up to retry_cap
+    retry_cap: float = 3600.0
+    retry_for: float = 24 * 3600.0  # then the subscription is suspended
+    workers: int = 32  # global pool of concurrent deliveries per dispatcher
+    per_subscription: int = 4  # concurrent deliveries to one subscription
+    poll: float = 0.1  # seconds between looks at the outbox when idle
+    lease: float = 20.0  # a dispatcher that died: its deliveries are taken over after this
+
+    @classmethod
+    def from_env(cls) -> "WebhookSettings":
+        return cls(
+            allow_http=_flag("EPU_WEBHOOK_ALLOW_HTTP"),
+            allow_private=_flag("EPU_WEBHOOK_ALLOW_PRIVATE"),
+            retry_base=_float("EPU_WEBHOOK_RETRY_BASE", 5.0),
+            retry_cap=_float("EPU_WEBHOOK_RETRY_CAP", 3600.0),
+            retry_for=_float("EPU_WEBHOOK_RETRY_FOR", 24 * 3600.0),
+            workers=_int("EPU_DISPATCH_WORKERS", 32),
+            per_subscription=_int("EPU_DISPATCH_PER_SUBSCRIPTION", 4),
+            poll=_float("EPU_DISPATCH_POLL", 0.1),
+            lease=_float("EPU_DISPATCH_LEASE", 20.0),
+        )

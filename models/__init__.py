@@ -12,6 +12,9 @@ from models.tables import (
     Prescription,
     Proposal,
     Sampling,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookSubscription,
 )
 
 __all__ = [
@@ -26,4 +29,7 @@ __all__ = [
     "Prescription",
     "Proposal",
     "Sampling",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookSubscription",
 ]

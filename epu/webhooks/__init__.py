@@ -1,0 +1,1 @@
+"""Push instead of poll: subscriptions, the outbox written with each event, the dispatcher."""

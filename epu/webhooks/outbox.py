@@ -1,0 +1,71 @@
+"""The outbox: the deliveries an event causes, written in the transaction that records it.
+
+Nothing is sent from here. A delivery row commits (or rolls back) with its event, so a
+committed event is never lost and a rolled-back one is never sent; the dispatcher sends what
+committed. One row per delivery (rather than a cursor over event ids) is what keeps sequence
+gaps harmless on PostgreSQL: ids are not in commit order, but nothing skips past a row.
+"""
+
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session
+
+from epu.actors import LAB, PRESCRIBER, Actor
+from epu.webhooks.events import PUBLIC_NAMES, wanted
+from models import Event, Prescription, WebhookDelivery, WebhookSubscription
+
+PENDING, DELIVERED, SKIPPED = "pending", "delivered", "skipped"
+_QUEUED = "epu.webhooks.queued"
+
+
+def candidates(prescription: Prescription, actor: Actor | None) -> set[int]:
+    """Clients that may be told of an event: the owner prescriber, the laboratory that acted
+    (or, for anyone else's event, the laboratory holding the prescription), the actor itself.
+    Never another laboratory."""
+    clients = {prescription.prescriber_id}
+    if actor is not None and actor.role == LAB:
+        clients.add(actor.client_pk)
+    elif prescription.lab_id is not None:
+        clients.add(prescription.lab_id)
+    if actor is not None and actor.role not in (LAB, PRESCRIBER):
+        clients.add(actor.client_pk)
+    return clients
+
+
+def enqueue(
+    session: Session, recorded: Event, prescription: Prescription | None, actor: Actor | None
+) -> None:
+    name = PUBLIC_NAMES.get(recorded.type)
+    if name is None or prescription is None:
+        return
+    with session.no_autoflush:
+        subscriptions = session.execute(
+            select(WebhookSubscription.id, WebhookSubscription.events).where(
+                WebhookSubscription.client_id.in_(candidates(prescription, actor))
+            )
+        ).all()
+    queued = session.info.setdefault(_QUEUED, [])
+    for subscription_id, filters in subscriptions:
+        if wanted(filters, name):
+            delivery = WebhookDelivery(
+                subscription_id=subscription_id,
+                event=recorded,
+                prescription_id=prescription.id,
+                kind=name,
+                status=PENDING,
+                attempts=0,
+            )
+            session.add(delivery)
+            queued.append((delivery, prescription))
+
+
+@event.listens_for(Session, "before_commit")
+def _snapshot_prescription(session: Session) -> None:
+    """Each delivery carries the version and status the transaction ends with."""
+    for delivery, prescription in session.info.pop(_QUEUED, ()):
+        delivery.prescription_version = prescription.version
+        delivery.prescription_status = prescription.status
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_queued(session: Session) -> None:
+    session.info.pop(_QUEUED, None)
