@@ -112,10 +112,13 @@ AUDIT_DOCUMENTATION = f"""\
 The history of a prescription, oldest first: search `entity=Task/<code>`. `subtype` is the EPU
 event (`{s.CS_EVENT_TYPE}`: created, read, taken, released, modified, line_done,
 line_not_done, renewed, completed, cancelled, expired, sharing_withheld), `entity.detail` its
-details. Who reads it and what is hidden follow the JSON API's history."""
+details. Who reads it and what is hidden follow the JSON API's history. `subtype` also carries
+the standard restful-interaction code where one fits (create, read, update). Each entry's
+`fullUrl` is readable (`GET /fhir/AuditEvent/<id>`)."""
 
 OPERATIONS = {
-    "take": "Take charge of a prescription (scan). On the type, parameter `code` (valueString "
+    "take": "Take charge of a prescription (scan), on the type (`POST /fhir/Task/$take`) or on "
+    "a Task (`POST /fhir/Task/<code>/$take`). On the type, parameter `code` (valueString "
     "as scanned or typed, or valueIdentifier); on a Task, its id. Optional `patient-ins` "
     "(valueString or valueIdentifier) and `patient-objects-to-sharing` (valueBoolean). Answers "
     "Parameters: `return` (the Task) and `ins-match` when the INS was checked. Unknown codes "
@@ -128,8 +131,33 @@ OPERATIONS = {
 }
 
 
-def _param(name: str, kind: str, documentation: str) -> dict[str, str]:
-    return {"name": name, "type": kind, "documentation": documentation}
+HL7_PARAMETER = "http://hl7.org/fhir/SearchParameter"
+DEFINITIONS = {  # the standard SearchParameter each parameter applies
+    "_id": f"{HL7_PARAMETER}/Resource-id",
+    "_lastUpdated": f"{HL7_PARAMETER}/Resource-lastUpdated",
+    "requisition": f"{HL7_PARAMETER}/ServiceRequest-requisition",
+    "requester": f"{HL7_PARAMETER}/ServiceRequest-requester",
+    "status": f"{HL7_PARAMETER}/ServiceRequest-status",
+    "code": f"{HL7_PARAMETER}/clinical-code",
+    "patient.identifier": f"{HL7_PARAMETER}/clinical-patient",
+    "group-identifier": f"{HL7_PARAMETER}/Task-group-identifier",
+    "entity": f"{HL7_PARAMETER}/AuditEvent-entity",
+    "_cursor": f"{s.SEARCH_PARAMETER}/Resource-cursor",
+}
+CURSOR = (
+    "Opaque paging position from a `next` link (valid one day, for the client that got it); "
+    "the other parameters of the search are given again with it."
+)
+
+
+def _param(
+    name: str, kind: str, documentation: str, definition: str | None = None
+) -> dict[str, str]:
+    param = {"name": name, "type": kind, "documentation": documentation}
+    definition = definition or DEFINITIONS.get(name)
+    if definition:
+        param["definition"] = definition
+    return param
 
 
 def statement(base: str) -> dict[str, Any]:
@@ -209,6 +237,21 @@ def _service_request() -> dict[str, Any]:
                 "Prefixes eq, ne, gt, lt, ge, le, sa, eb; a date or date-time without a zone is "
                 "read in Europe/Paris; may repeat for a range.",
             ),
+            _param(
+                "patient.birthdate",
+                "date",
+                "Laboratories and nurses: the patient's birth date (YYYY-MM-DD), with "
+                "patient.identifier and presence, in the body of POST _search (patient lookup).",
+                f"{HL7_PARAMETER}/individual-birthdate",
+            ),
+            _param(
+                "presence",
+                "token",
+                "Laboratories and nurses: how the patient is present (carte_vitale, apcv, "
+                "ins_datamatrix, declared), for a patient lookup.",
+                f"{s.SEARCH_PARAMETER}/ServiceRequest-presence",
+            ),
+            _param("_cursor", "special", CURSOR),
         ],
     }
 
@@ -222,7 +265,13 @@ def _task() -> dict[str, Any]:
         "readHistory": False,
         "conditionalRead": "not-match",
         "searchParam": [
-            _param("group-identifier", "token", "The prescription code (required)."),
+            _param(
+                "group-identifier",
+                "token",
+                "The prescription code (several: comma); it or `_id` is required.",
+            ),
+            _param("_id", "token", "The prescription code (several: comma)."),
+            _param("_cursor", "special", CURSOR),
         ],
         "operation": [
             {
@@ -239,6 +288,9 @@ def _audit_event() -> dict[str, Any]:
     return {
         "type": "AuditEvent",
         "documentation": AUDIT_DOCUMENTATION,
-        "interaction": [{"code": "search-type"}],
-        "searchParam": [_param("entity", "reference", "Task/<code> (required).")],
+        "interaction": [{"code": "read"}, {"code": "search-type"}],
+        "searchParam": [
+            _param("entity", "reference", "Task/<code> (required)."),
+            _param("_cursor", "special", CURSOR),
+        ],
     }

@@ -25,6 +25,7 @@ OBSERVATION_ELEMENTS = {
     *("resourceType", "id", "meta", "status", "code", "subject", "valueString"),
     *("valueBoolean", "valueInteger", "valueQuantity", "valueDateTime"),
 }
+INS_SYSTEMS = (s.INS_NIR, s.INS_NIR_TEST, s.INS_NIR_DEMO)  # FR Core Patient INS
 URGENT_PRIORITIES = {"urgent", "asap", "stat"}
 
 
@@ -126,13 +127,13 @@ class LineReader:
         loincs = [c for c in code.get("coding") or [] if c.get("system") == s.LOINC]
         if len(loincs) > 1:
             raise invalid("One LOINC code per ServiceRequest.", f"{at}.code.coding")
-        if loincs:
+        if loincs and loincs[0].get("code") != s.FREE_TEXT_LOINC:
             return {"loinc": loincs[0].get("code")}
         if code.get("text"):
             return {"text": code["text"]}
         raise invalid(
             f"The exam is a LOINC code (system {s.LOINC}) or, for an exam with no code, "
-            "a code.text only.",
+            f"code.text (with LOINC {s.FREE_TEXT_LOINC} or no coding).",
             f"{at}.code",
         )
 
@@ -209,12 +210,22 @@ def _patient(patient: dict[str, Any], at: str) -> dict[str, Any]:
             raise invalid(IDENTITY_MESSAGE, f"{at}.{name}")
     ins = None
     for index, identifier in enumerate(patient.get("identifier") or []):
-        if identifier.get("system") != s.INS_NIR or ins is not None:
+        where = f"{at}.identifier[{index}]"
+        if identifier.get("system") == s.INS_NIA:
             raise invalid(
-                f"The only identifier accepted is one INS (system {s.INS_NIR}). "
-                + IDENTITY_MESSAGE,
-                f"{at}.identifier[{index}]",
+                "An INS-NIA is a temporary identifier: EPU needs the patient's qualified INS "
+                f"(INS-NIR, system {s.INS_NIR}).",
+                where,
             )
+        if identifier.get("system") not in INS_SYSTEMS or ins is not None:
+            raise invalid(
+                "The only identifier accepted is one INS: INS-NIR (system "
+                f"{s.INS_NIR}), or INS-NIR-TEST / INS-NIR-DEMO ({s.INS_NIR_TEST}, "
+                f"{s.INS_NIR_DEMO}). " + IDENTITY_MESSAGE,
+                where,
+            )
+        if identifier.get("use") not in (None, "official"):
+            raise invalid("An INS is an identifier with use official.", f"{where}.use")
         ins = identifier.get("value")
     read = {"sex": patient.get("gender"), "birth_date": patient.get("birthDate")}
     if ins is not None:

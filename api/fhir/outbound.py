@@ -8,6 +8,7 @@ kind of output is validated with fhir.resources (strict) by the tests, not per r
 import json
 from typing import Any
 
+from api.fhir import narrative
 from api.fhir import systems as s
 from api.fhir.outcome import Issue, outcome
 from epu.lines import is_iso_date
@@ -45,6 +46,9 @@ PRESCRIPTION_STATUS_DISPLAY = {
     CANCELLED: "Annulée par le prescripteur",
     EXPIRED: "Expirée",
 }
+# A line the catalogue does not code: LOINC 19146-0 and the exam as text (as the ANS profile
+# FrActeBiologiePrescrit says), so that code always has a coding.
+FREE_TEXT_EXAM = {"system": s.LOINC, "code": s.FREE_TEXT_LOINC, "display": "Test de laboratoire"}
 LABORATORY_PROCEDURE = {"system": s.SNOMED, "code": "108252007", "display": "Laboratory procedure"}
 WITHHELD_LABORATORY = "Laboratoire (non communiqué)"
 PATIENT_ID = "patient"
@@ -99,18 +103,29 @@ def service_requests(view: dict[str, Any]) -> list[dict[str, Any]]:
 def service_request(view: dict[str, Any], line: dict[str, Any]) -> dict[str, Any]:
     code = view["code"]
     context = [_observation(index, item) for index, item in enumerate(line["context"], 1)]
+    status = service_request_status(view, line)
+    exam = _exam(line)
+    label = exam["text"] + (f" (LOINC {line['loinc']})" if line["loinc"] else "")
     resource: dict[str, Any] = {
         "resourceType": "ServiceRequest",
         "id": service_request_id(code, line["id"]),
         "meta": _meta(view),
+        "text": narrative.generated(
+            ("Examen", label),
+            ("Statut", status),
+            ("Urgent", "oui" if line["urgent"] else None),
+            ("Prescription", code),
+            ("Prescrit le", view["created_at"]),
+            ("Valable jusqu'au", view["expires_at"]),
+        ),
         "contained": [_patient(view["patient"]), *context],
         "extension": _line_extensions(view, line),
         "requisition": _requisition(code),
-        "status": service_request_status(view, line),
+        "status": status,
         "intent": "order",
         "category": [{"coding": [LABORATORY_PROCEDURE]}],
         "priority": "urgent" if line["urgent"] else "routine",
-        "code": _exam(line),
+        "code": exam,
         "subject": {"reference": f"#{PATIENT_ID}"},
         "occurrencePeriod": {"start": view["created_at"], "end": view["expires_at"]},
         "authoredOn": view["created_at"],
@@ -140,6 +155,7 @@ def _patient(patient: dict[str, Any]) -> dict[str, Any]:
     return {
         "resourceType": "Patient",
         "id": PATIENT_ID,
+        "meta": {"profile": [s.FR_CORE_PATIENT]},
         "gender": patient["sex"],
         "birthDate": patient["birth_date"],
     }
@@ -149,7 +165,7 @@ def _exam(line: dict[str, Any]) -> dict[str, Any]:
     if line["loinc"]:
         coding = {"system": s.LOINC, "code": line["loinc"], "display": line["label"]}
         return {"coding": [coding], "text": line["label"]}
-    return {"text": line["text"]}
+    return {"coding": [FREE_TEXT_EXAM], "text": line["text"]}
 
 
 def _observation(index: int, item: dict[str, Any]) -> dict[str, Any]:
@@ -242,10 +258,18 @@ def task(view: dict[str, Any]) -> dict[str, Any]:
         extensions.append({"url": s.EXT_MODIFIED, "valueBoolean": view["modified"]})
     if view["execution_withheld"]:
         extensions.append({"url": s.EXT_EXECUTION_WITHHELD, "valueBoolean": True})
+    laboratory = view["laboratory"] or {}
     resource: dict[str, Any] = {
         "resourceType": "Task",
         "id": code,
         "meta": _meta(view),
+        "text": narrative.generated(
+            ("Prescription", code),
+            ("Statut", PRESCRIPTION_STATUS_DISPLAY[status]),
+            ("Examens", len(view["lines"])),
+            ("Laboratoire", laboratory.get("name")),
+            ("Mise à jour", view["updated_at"]),
+        ),
         "extension": extensions,
         "groupIdentifier": _requisition(code),
         "basedOn": [reference(code, line["id"]) for line in view["lines"]],
@@ -265,7 +289,16 @@ def task(view: dict[str, Any]) -> dict[str, Any]:
 
 # ---- AuditEvent ------------------------------------------------------------------------------
 
-_ACTION = {"created": "C", "read": "R"}
+_ACTION = {"created": "C", "read": "R", "read_by_nurse": "R", "printed": "R"}
+# The standard (extensible) audit-event-sub-type codes where one fits; EPU's event always.
+_INTERACTION = {"created": "create", "read": "read", "read_by_nurse": "read", "modified": "update"}
+
+
+def _subtypes(kind: str) -> list[dict[str, str]]:
+    subtypes = [{"system": s.CS_EVENT_TYPE, "code": kind}]
+    if kind in _INTERACTION:
+        subtypes.insert(0, {"system": s.RESTFUL_INTERACTION, "code": _INTERACTION[kind]})
+    return subtypes
 
 
 def audit_events(code: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -294,8 +327,14 @@ def _audit_event(code: str, event: dict[str, Any]) -> dict[str, Any]:
     resource = {
         "resourceType": "AuditEvent",
         "id": audit_event_id(code, event),
+        "text": narrative.generated(
+            ("Événement", event["type"]),
+            ("Prescription", code),
+            ("Date", event["at"]),
+            ("Par", event["actor"].get("name") or event["actor"]["role"]),
+        ),
         "type": {"system": s.AUDIT_EVENT_TYPE, "code": "rest", "display": "RESTful Operation"},
-        "subtype": [{"system": s.CS_EVENT_TYPE, "code": event["type"]}],
+        "subtype": _subtypes(event["type"]),
         "action": _ACTION.get(event["type"], "U"),
         "recorded": event["at"],
         "outcome": "0",

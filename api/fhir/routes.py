@@ -10,6 +10,7 @@ from api.context import ins_key, settings
 from api.extensions import db_session
 from api.fhir import (
     capability,
+    conformance,
     inbound,
     operations,
     outbound,
@@ -23,7 +24,7 @@ from api.fhir.outcome import FhirError, Issue, register_blueprint_handlers
 from api.fhir.systems import REQUISITION_SYSTEM
 from api.laboratory.routes import take as scan
 from epu import history, laboratory, prescriptions
-from epu.actors import LAB, PRESCRIBER
+from epu.actors import LAB, NURSE, PRESCRIBER
 from epu.errors import PrescriptionNotFound, ValidationFailed
 
 MAX_TASK_CODES = 20
@@ -48,6 +49,18 @@ def not_found(what: str) -> FhirError:
 @get("/metadata")
 def metadata():
     return wire.respond(capability.statement(wire.base_url()))
+
+
+@get(
+    "/<any(StructureDefinition, CodeSystem, ValueSet, OperationDefinition, SearchParameter):kind>"
+    "/<ident>"
+)
+def definition(kind: str, ident: str):
+    """What EPU defines (open, like the CapabilityStatement): every canonical it gives."""
+    resource = conformance.definition(kind, ident)
+    if resource is None:
+        raise not_found(kind)
+    return wire.respond(resource)
 
 
 # ---- creation --------------------------------------------------------------------------------
@@ -164,7 +177,7 @@ def search_service_requests():
 
 
 @post("/ServiceRequest/_search")
-@require(PRESCRIBER, LAB)
+@require(PRESCRIBER, LAB, NURSE)
 def search_service_requests_by_post():
     """The same search, its parameters in the body: the only way to search by patient (INS)."""
     query = params.search_args("ServiceRequest", form=wire.form_body())
@@ -288,6 +301,21 @@ def complete_task(code: str):
 
 
 # ---- AuditEvent ------------------------------------------------------------------------------
+
+
+@get("/AuditEvent/<resource_id>")
+@require(PRESCRIBER, LAB)
+def read_audit_event(resource_id: str):
+    """One event of a prescription's history (the fullUrl of a search's entries)."""
+    code, _, event_id = resource_id.rpartition("-")
+    if not code or not event_id:
+        raise not_found("AuditEvent")
+    items = history.history(session=db_session(), actor=current_actor(), code=code)["items"]
+    code = prescriptions.parse_code(code)
+    found = next((item for item in items if str(item["id"]) == event_id), None)
+    if found is None:
+        raise not_found("AuditEvent")
+    return wire.respond(outbound.audit_events(code, [found])[0])
 
 
 @get("/AuditEvent")

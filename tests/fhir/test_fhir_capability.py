@@ -86,6 +86,25 @@ CLAIMS = {
     "AuditEvent:interaction:search-type": [
         "test_fhir_audit_events:test_history_as_audit_events_says_what_the_json_history_says"
     ],
+    "AuditEvent:interaction:read": [
+        "test_fhir_conformance:test_audit_event_full_urls_are_readable"
+    ],
+    "ServiceRequest:searchParam:presence": [
+        "test_fhir_search:test_laboratories_search_a_patient_by_the_lookup_rules",
+        "test_fhir_search:test_a_lookup_needs_its_birth_date_and_presence",
+    ],
+    "ServiceRequest:searchParam:patient.birthdate": [
+        "test_fhir_search:test_laboratories_search_a_patient_by_the_lookup_rules"
+    ],
+    "ServiceRequest:searchParam:_cursor": [
+        "test_fhir_search:test_count_counts_entries_and_next_goes_on_inside_a_prescription",
+        "test_fhir_search:test_a_cursor_is_for_its_client_only",
+    ],
+    "Task:searchParam:_cursor": ["test_fhir_tasks:test_task_search_by_group_identifier"],
+    "Task:searchParam:_id": ["test_fhir_tasks:test_task_search_by_group_identifier"],
+    "AuditEvent:searchParam:_cursor": [
+        "test_fhir_audit_events:test_audit_events_page_like_the_other_searches"
+    ],
     "AuditEvent:searchParam:entity": [
         "test_fhir_audit_events:test_someone_elses_or_unknown_history_is_empty"
     ],

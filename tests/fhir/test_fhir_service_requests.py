@@ -83,6 +83,7 @@ def test_read_service_request_says_what_the_json_api_says(fhir, http, prescriber
     assert patient == {
         "resourceType": "Patient",
         "id": "patient",
+        "meta": {"profile": ["https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-patient"]},
         "gender": "female",
         "birthDate": "1969-05-01",
     }
@@ -103,7 +104,8 @@ def test_read_service_request_says_what_the_json_api_says(fhir, http, prescriber
     ]
     assert extension(resource, "line-status") == [{"valueCode": "requested"}]
     free_text = read(fhir, prescriber, code, "L2").json
-    assert free_text["code"] == {"text": "Recherche de cryoglobulines"}
+    assert free_text["code"]["text"] == "Recherche de cryoglobulines"
+    assert free_text["code"]["coding"][0]["code"] == "19146-0"
     assert free_text["priority"] == "routine"
 
 

@@ -141,7 +141,7 @@ def assert_same(json_view: dict, fhir_lines: list[ServiceRequest], task: Task) -
                 line["label"],
             )
         else:
-            assert sr.code.text == line["text"] and sr.code.coding is None
+            assert sr.code.text == line["text"] and sr.code.coding[0].code == "19146-0"
         patient = sr.contained[0]
         assert (patient.gender, patient.birthDate.isostring) == (
             json_view["patient"]["sex"],
