@@ -6,7 +6,10 @@ kind of output is validated with fhir.resources (strict) by the tests, not per r
 """
 
 import json
+from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from api.fhir import narrative
 from api.fhir import systems as s
@@ -147,7 +150,7 @@ def service_request(view: dict[str, Any], line: dict[str, Any]) -> dict[str, Any
     if line["patient_instructions"]:
         labels = [item["label"] or item["code"] for item in line["patient_instructions"]]
         resource["patientInstruction"] = "\n".join(labels)
-    return _without_empty(resource)
+    return _shallow(resource)
 
 
 def _patient(patient: dict[str, Any]) -> dict[str, Any]:
@@ -169,7 +172,9 @@ def _exam(line: dict[str, Any]) -> dict[str, Any]:
 
 
 def _observation(index: int, item: dict[str, Any]) -> dict[str, Any]:
-    coding = {"system": s.LOINC, "code": item["code"], "display": item.get("label")}
+    coding = {"system": s.LOINC, "code": item["code"]}
+    if item.get("label"):
+        coding["display"] = item["label"]
     observation = {
         "resourceType": "Observation",
         "id": f"context-{index}",
@@ -229,6 +234,12 @@ def _result_return(result_return: dict[str, Any] | None) -> dict[str, Any] | Non
     return {"url": s.EXT_RESULT_RETURN, "extension": parts} if parts else None
 
 
+def _shallow(resource: dict[str, Any]) -> dict[str, Any]:
+    """Drops None values and empty lists of the resource's own elements (on the hot paths
+    the nested ones are built without them)."""
+    return {key: value for key, value in resource.items() if value is not None and value != []}
+
+
 def _without_empty(resource: dict[str, Any]) -> dict[str, Any]:
     """Drops None values and empty lists, which FHIR JSON never carries."""
     if isinstance(resource, dict):
@@ -284,7 +295,7 @@ def task(view: dict[str, Any]) -> dict[str, Any]:
         resource["statusReason"] = {"coding": [prescription_status], "text": "expired"}
     if view["laboratory"]:
         resource["owner"] = _laboratory(view["laboratory"])
-    return _without_empty(resource)
+    return _shallow(resource)
 
 
 # ---- AuditEvent ------------------------------------------------------------------------------
@@ -360,9 +371,18 @@ def _agent(actor: dict[str, Any]) -> dict[str, Any]:
 # ---- Bundles ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Encoded:
+    """A resource already encoded (once) for a Bundle entry."""
+
+    resource_type: str
+    id: str
+    data: bytes
+
+
 def searchset(
     base: str,
-    resources: list[dict[str, Any]],
+    resources: list[Encoded],
     self_url: str,
     next_url: str | None,
     total: int | None,
@@ -377,8 +397,8 @@ def searchset(
     if resources:
         bundle["entry"] = [
             {
-                "fullUrl": f"{base}/{resource['resourceType']}/{resource['id']}",
-                "resource": resource,
+                "fullUrl": f"{base}/{resource.resource_type}/{resource.id}",
+                "resource": orjson.Fragment(resource.data),
                 "search": {"mode": "match"},
             }
             for resource in resources

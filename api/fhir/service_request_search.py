@@ -270,16 +270,18 @@ def _own_lines(
     page = line_search.own_lines(
         session=db_session(), actor=actor, where=where, limit=result.count, after=after
     )
-    resources = [outbound.service_request(view, line) for view, line, _ in page["items"]]
-    next_url = None
-    if page["next"] is not None:
-        moment, pk, position = page["next"]
-        after_state = [moment.isoformat(), pk, position]
-        next_state = pages.state_for(after=after_state, patient=criteria.pseudonym)
-        next_url = pages.next_link(query, next_state)
-    elif state is None and total is None:
-        total = len(resources)
-    return pages.bundle(query, resources, next_url, total)
+    items = page["items"]
+    resources = (outbound.service_request(view, line) for view, line, _ in items)
+
+    def go_on(shown: int) -> dict[str, Any] | None:
+        if shown == len(items) and page["next"] is None:
+            return None
+        moment, pk, position = items[shown - 1][2]
+        return pages.state_for(after=[moment.isoformat(), pk, position], patient=criteria.pseudonym)
+
+    if state is None and total is None and page["next"] is None:
+        total = len(items)
+    return pages.bundle(query, resources, go_on if items else None, total)
 
 
 def _moment(text: str) -> datetime:
