@@ -382,7 +382,7 @@ class Encoded:
 
 def searchset(
     base: str,
-    resources: list[Encoded],
+    resources: list[Encoded] | list[dict[str, Any]],
     self_url: str,
     next_url: str | None,
     total: int | None,
@@ -395,15 +395,19 @@ def searchset(
         bundle["total"] = total
     bundle["link"] = links
     if resources:
-        bundle["entry"] = [
-            {
-                "fullUrl": f"{base}/{resource.resource_type}/{resource.id}",
-                "resource": orjson.Fragment(resource.data),
-                "search": {"mode": "match"},
-            }
-            for resource in resources
-        ]
+        bundle["entry"] = [_match(base, resource) for resource in resources]
     return bundle
+
+
+def _match(base: str, resource: Encoded | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(resource, dict):  # not encoded yet: encoded with the Bundle
+        url = f"{base}/{resource['resourceType']}/{resource['id']}"
+        return {"fullUrl": url, "resource": resource, "search": {"mode": "match"}}
+    return {
+        "fullUrl": f"{base}/{resource.resource_type}/{resource.id}",
+        "resource": orjson.Fragment(resource.data),
+        "search": {"mode": "match"},
+    }
 
 
 def transaction_response(
