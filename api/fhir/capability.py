@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from api.fhir import narrative
 from api.fhir import systems as s
 
 SOFTWARE_VERSION = "1.0.0"
@@ -163,6 +164,9 @@ def _param(
 def statement(base: str) -> dict[str, Any]:
     return {
         "resourceType": "CapabilityStatement",
+        "text": narrative.summary(
+            f"EPU FHIR R4 server at {base}: ServiceRequest, Task and AuditEvent; strict searches."
+        ),
         "status": "active",
         "date": DATE,
         "publisher": "EPU",

@@ -11,6 +11,7 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from api.errors import DOMAIN_STATUS, Problem, flatten
+from api.fhir.narrative import summary
 from api.fhir.systems import CS_ISSUE, FHIR_JSON
 from epu.errors import DomainError, ValidationFailed
 
@@ -64,7 +65,12 @@ def invalid(diagnostics: str, *expression: str, status: int = 422, code: str = "
 
 def outcome(issues: Iterable[Issue]) -> dict:
     """The one builder of OperationOutcome resources."""
-    return {"resourceType": "OperationOutcome", "issue": [_issue(issue) for issue in issues]}
+    issues = list(issues)
+    return {
+        "resourceType": "OperationOutcome",
+        "text": summary(" ".join(issue.diagnostics for issue in issues) or "OperationOutcome"),
+        "issue": [_issue(issue) for issue in issues],
+    }
 
 
 def _issue(issue: Issue) -> dict:
