@@ -65,11 +65,12 @@ def _register_blueprints(app: Flask) -> None:
     from api.laboratory.routes import blp as laboratory
     from api.lookups.routes import blp as lookups
     from api.prescriptions.routes import blp as prescriptions
+    from api.proposals.routes import blp as proposals
     from api.subscriptions.routes import blp as subscriptions
 
     api = EpuApi(app)
     app.extensions["epu.api"] = api
-    for blueprint in (catalogue, prescriptions, laboratory, documents, subscriptions):
+    for blueprint in (catalogue, prescriptions, laboratory, documents, proposals, subscriptions):
         api.register_blueprint(blueprint)
     api.register_blueprint(lookups)
     app.register_blueprint(health.blp)

@@ -31,6 +31,7 @@ DOMAIN_STATUS: dict[type[errors.DomainError], int] = {
     errors.ProposalNotFound: 404,
     errors.ProposalPending: 409,
     errors.ProposalNotPending: 409,
+    errors.TooManyProposals: 409,
     errors.SubscriptionNotFound: 404,
     errors.TooManySubscriptions: 409,
     errors.WebhookUrlRefused: 422,

@@ -117,5 +117,6 @@ def done_all(lines: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 ADD_ONE_LINE = {
-    "changes": [{"op": "add", "line": {"loinc": "718-7"}, "reason": "hémoglobine demandée"}]
+    "changes": [{"op": "add", "line": {"loinc": "718-7"}, "reason": "hémoglobine demandée"}],
+    "mode": "urgent",  # applied at once, as the soak's "modify" expects (a proposal answers 202)
 }

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from bench import bodies
 from bench.client import Response, call, json_bytes, request_bytes
 from bench.database import Account
-from bench.load import Call, CallSource
+from bench.load import Bounds, Call, CallSource, run
 
 CODE = re.compile(rb'"code":\s*"([0-9A-Z]{18})"')  # the first one is the prescription's
 FHIR_JSON = "application/fhir+json"
@@ -21,6 +21,9 @@ OK = frozenset({200})
 CREATED = frozenset({201})
 FHIR_CREATED = frozenset({200, 201})
 NOT_MODIFIED = frozenset({304})
+ACCEPTED = frozenset({202})
+VERSION = re.compile(rb'"version":\s*(\d+)')
+PREPARE_SECONDS = 180
 PAGE_RESOURCES = 50
 SR = "ServiceRequest"
 
@@ -152,6 +155,78 @@ def scans(world: World, keep: Callable[[int, Response], None] | None = None) -> 
                 return
             body = json_bytes({"code": code})
             yield Call(world.request("POST", "/api/v1/scans", party, body=body), OK, "scan", after)
+
+    return source
+
+
+PROPOSAL_BODY = json_bytes(
+    {"changes": [{"op": "add", "line": {"loinc": "718-7"}, "reason": "hémoglobine utile"}]}
+)
+
+
+def _held(world: World) -> deque[tuple[int, str, int]]:
+    """Take every waiting scan code before the row (not measured): (lab, code, version)."""
+    held: deque[tuple[int, str, int]] = deque()
+
+    def keep(lab: int, response: Response) -> None:
+        code, version = code_of(response), VERSION.search(response.body)
+        if code and version:
+            held.append((lab, code, int(version[1])))
+
+    bounds = Bounds(seconds=PREPARE_SECONDS, max_requests=len(world.scan_codes))
+    run(world.port, scans(world, keep), 8, bounds)
+    return held
+
+
+def _propose(world: World, lab: int, code: str, version: int, after=None) -> Call:
+    payload = world.request(
+        "PATCH",
+        f"/api/v1/prescriptions/{code}",
+        world.labs[lab],
+        headers={"If-Match": f'"v{version}"'},
+        body=PROPOSAL_BODY,
+    )
+    return Call(payload, ACCEPTED, "propose", after)
+
+
+def proposals(world: World) -> CallSource:
+    """PATCH in mode proposal (the default): a held prescription gets a pending proposal."""
+    held = _held(world)
+
+    def source(thread: int) -> Iterator[Call]:
+        while held:
+            try:
+                lab, code, version = held.popleft()
+            except IndexError:
+                return
+            yield _propose(world, lab, code, version)
+
+    return source
+
+
+def accepts(world: World) -> CallSource:
+    """The prescriber accepts a pending proposal: the changes apply in one transaction."""
+    held, pending = _held(world), deque()
+
+    def propose_all(thread: int) -> Iterator[Call]:
+        while held:
+            try:
+                lab, code, version = held.popleft()
+            except IndexError:
+                return
+            yield _propose(world, lab, code, version, lambda _r, code=code: pending.append(code))
+
+    run(world.port, propose_all, 8, Bounds(seconds=PREPARE_SECONDS, max_requests=len(held)))
+    owner = world.prescribers[0]  # the codes to scan are copies of one of its prescriptions
+
+    def source(thread: int) -> Iterator[Call]:
+        while pending:
+            try:
+                code = pending.popleft()
+            except IndexError:
+                return
+            path = f"/api/v1/prescriptions/{code}/proposals/P1/accept"
+            yield Call(world.request("POST", path, owner, body=b"{}"), OK, "accept")
 
     return source
 
@@ -395,6 +470,24 @@ SCENARIOS = [
         consumes_codes=True,
     ),
     Scenario("read", "full JSON read", "select", reads, 0.70, READ_P99_MS),
+    Scenario(
+        "propose",
+        "laboratory proposal (PATCH, mode proposal)",
+        "select",
+        proposals,
+        None,
+        WRITE_P99_MS,
+        consumes_codes=True,
+    ),
+    Scenario(
+        "accept",
+        "prescriber accepts a proposal",
+        "select",
+        accepts,
+        None,
+        WRITE_P99_MS,
+        consumes_codes=True,
+    ),
     Scenario(
         "status_200",
         "status poll, 200",

@@ -121,6 +121,12 @@ class ProposalNotPending(DomainError):
     detail = "This proposal has already been answered, withdrawn or superseded."
 
 
+class TooManyProposals(DomainError):
+    slug = "too_many_proposals"
+    title = "Too many proposals"
+    detail = "This prescription has had 50 proposals: call the prescriber."
+
+
 class SubscriptionNotFound(DomainError):
     slug = "not_found"
     title = "Subscription not found"

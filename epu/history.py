@@ -16,6 +16,16 @@ from models.db import writes
 
 # What a prescriber still sees when the patient objected to sharing the execution.
 _STATUS_ONLY_EVENTS = {"created", "cancelled", "expired", "completed"}
+# ... and what the prescriber must answer, or be told was done without its agreement.
+_PROPOSAL_EVENTS = {
+    "proposed",
+    "proposal_withdrawn",
+    "proposal_superseded",
+    "proposal_accepted",
+    "proposal_refused",
+    "applied_urgent",
+    "applied_prescriber_unavailable",
+}
 
 
 def history(*, session: Session, actor: Actor, code: str) -> dict[str, Any]:
@@ -33,7 +43,7 @@ def history(*, session: Session, actor: Actor, code: str) -> dict[str, Any]:
     items = [
         _event(event, masked=_masked(event, actor, hidden))
         for event in events
-        if not hidden or event.type in _STATUS_ONLY_EVENTS
+        if not hidden or event.type in _STATUS_ONLY_EVENTS | _PROPOSAL_EVENTS
     ]
     session.rollback()
     return {"items": items}

@@ -5,8 +5,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from epu import catalogue as catalogues
-from epu import codes, lifecycle, views
+from epu import codes, lifecycle, proposals, views
 from epu.actors import Actor
 from epu.audit import record
 from epu.errors import (
@@ -14,17 +13,15 @@ from epu.errors import (
     LineNotRequested,
     PatientMismatch,
     PrescriptionNotFound,
+    ProposalPending,
     StaleVersion,
     ValidationFailed,
 )
 from epu.identifiers import ins_pseudonym, is_ins
-from epu.lines import check_line
-from epu.prescriptions import apply_expiry, find, new_line, parse_code, role, touch
+from epu.prescriptions import apply_expiry, find, find_for, role, touch
 from epu.statuses import (
     DONE,
     NOT_DONE,
-    REMOVED,
-    REPLACED,
     REQUESTED,
 )
 from models import Line, Prescription
@@ -100,8 +97,10 @@ def release(
     *, session: Session, actor: Actor, code: str, if_match: Collection[int] | None = None
 ) -> dict[str, Any]:
     """The patient went elsewhere: the prescription is active again for any laboratory."""
-    prescription = _held(session, actor, code, lifecycle.RELEASE, if_match)
+    prescription = find_for(session, actor, code, lifecycle.RELEASE)
+    _check_version(session, prescription, if_match)
     prescription.status = lifecycle.check(prescription.status, lifecycle.RELEASE, lifecycle.HOLDER)
+    proposals.withdraw_pending(session, prescription, actor, "released")
     _end_hold(prescription, forget_laboratory=True)
     touch(prescription)
     record(session, prescription, "released", actor, {})
@@ -110,23 +109,14 @@ def release(
     return body
 
 
-def _held(
-    session: Session,
-    actor: Actor,
-    code: str,
-    action: str,
-    if_match: Collection[int] | None = None,
-) -> Prescription:
-    """The prescription this laboratory holds, locked, when the table allows `action` (and it
-    is at one of the versions in `if_match`, when given)."""
-    prescription = find(session, parse_code(code), lock=True)
-    if prescription is None:
-        raise PrescriptionNotFound()
-    lifecycle.check(prescription.status, action, role(prescription, actor))
+def _check_version(
+    session: Session, prescription: Prescription, if_match: Collection[int] | None
+) -> None:
+    """StaleVersion unless the prescription is at one of the versions in `if_match` (when
+    given: FHIR's If-Match on the Task operations)."""
     if if_match is not None and prescription.version not in if_match:
         session.rollback()
         raise StaleVersion()
-    return prescription
 
 
 def _end_hold(prescription: Prescription, *, forget_laboratory: bool) -> None:
@@ -135,93 +125,6 @@ def _end_hold(prescription: Prescription, *, forget_laboratory: bool) -> None:
         prescription.lab_finess = None
         prescription.lab_name = None
         prescription.last_lab_id = None
-
-
-@writes
-def modify(
-    *,
-    session: Session,
-    actor: Actor,
-    code: str,
-    if_match: set[int] | None,
-    changes: list[dict[str, Any]],
-) -> dict[str, Any]:
-    """The biologist adds, removes or replaces exams, each with a reason; all or nothing.
-
-    `if_match` holds the versions the client read (None: any version, as `If-Match: *`).
-    """
-    prescription = _held(session, actor, code, lifecycle.APPLY)
-    if if_match is not None and prescription.version not in if_match:
-        session.rollback()
-        raise StaleVersion()
-    catalogue = catalogues.current(session)
-    _validate_changes(prescription, changes, catalogue)
-    for change in changes:
-        _apply_change(session, prescription, change, catalogue, actor)
-    prescription.modified = True
-    touch(prescription)
-    body = views.full(prescription, actor)
-    session.commit()
-    return body
-
-
-def _validate_changes(
-    prescription: Prescription, changes: list[dict[str, Any]], catalogue: catalogues.Catalogue
-) -> None:
-    errors: dict[str, str] = {}
-    lines = {line.line_id: line for line in prescription.lines}
-    touched: set[str] = set()
-    if not changes:
-        errors["changes"] = "at least one change is needed"
-    for index, change in enumerate(changes):
-        path = f"changes[{index}]"
-        if not (change.get("reason") or "").strip():
-            errors[f"{path}.reason"] = "every change needs a reason"
-        if change["op"] in ("add", "replace"):
-            if change.get("line") is None:
-                errors[f"{path}.line"] = f"'{change['op']}' needs the new line"
-            else:
-                errors.update(check_line(change["line"], f"{path}.line", catalogue))
-        if change["op"] in ("remove", "replace"):
-            line_id = change.get("line_id")
-            if line_id not in lines:
-                errors[f"{path}.line_id"] = f"no line {line_id!r} in this prescription"
-            elif line_id in touched:
-                errors[f"{path}.line_id"] = f"line {line_id!r} is changed twice"
-            elif lines[line_id].status != REQUESTED:
-                raise LineNotRequested(f"Line {line_id} is {lines[line_id].status}, not requested.")
-            touched.add(line_id)
-    if errors:
-        raise ValidationFailed(errors)
-
-
-def _apply_change(
-    session: Session,
-    prescription: Prescription,
-    change: dict[str, Any],
-    catalogue: catalogues.Catalogue,
-    actor: Actor,
-) -> None:
-    detail: dict[str, Any] = {"op": change["op"], "reason": change["reason"]}
-    if change["op"] in ("remove", "replace"):
-        old = next(line for line in prescription.lines if line.line_id == change["line_id"])
-        old.status = REMOVED if change["op"] == "remove" else REPLACED
-        old.outcome_reason = change["reason"]
-        detail["line"] = old.line_id
-    if change["op"] in ("add", "replace"):
-        position = max(line.position for line in prescription.lines) + 1
-        added = new_line(
-            change["line"],
-            position,
-            catalogue,
-            origin="laboratory",
-            replaces=change.get("line_id") if change["op"] == "replace" else None,
-        )
-        prescription.lines.append(added)
-        detail["new_line"] = added.line_id
-        detail["loinc"] = added.loinc
-        detail["text"] = added.text
-    record(session, prescription, "modified", actor, detail)
 
 
 @writes
@@ -234,9 +137,11 @@ def report(
     if_match: Collection[int] | None = None,
 ) -> dict[str, Any]:
     """Exams done or not done; when none is left requested, this execution ends."""
-    prescription = _held(session, actor, code, lifecycle.REPORT, if_match)
+    prescription = find_for(session, actor, code, lifecycle.REPORT)
+    _check_version(session, prescription, if_match)
     lines = {line.line_id: line for line in prescription.lines}
     _validate_outcomes(outcomes, lines)
+    _check_not_awaiting_answer(prescription, outcomes)
     for outcome in outcomes:
         line = lines[outcome["line_id"]]
         line.status = DONE if outcome["outcome"] == "done" else NOT_DONE
@@ -280,7 +185,19 @@ def _validate_outcomes(outcomes: list[dict[str, Any]], lines: dict[str, Line]) -
             raise LineNotRequested(f"Line {line.line_id} is {line.status}, not requested.")
 
 
+def _check_not_awaiting_answer(prescription: Prescription, outcomes: list[dict[str, Any]]) -> None:
+    pending, blocked = proposals.blocked_lines(prescription)
+    for outcome in outcomes:
+        if outcome["line_id"] in blocked:
+            raise ProposalPending(
+                f"Line {outcome['line_id']} is changed by proposal {pending.proposal_id}, which"
+                " awaits the prescriber's answer (or withdraw it).",
+                proposal=pending.proposal_id,
+            )
+
+
 def _end_execution(session: Session, prescription: Prescription, actor: Actor) -> None:
+    proposals.withdraw_pending(session, prescription, actor, "execution ended")
     for line in prescription.lines:
         if line.status == DONE and line.renewals_left > 0:
             line.status = REQUESTED

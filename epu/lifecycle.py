@@ -21,9 +21,11 @@ ROLES = (PRESCRIBER, HOLDER, FORMER, LAB, SYSTEM)
 
 
 def role_of(*, actor: Actor, prescriber_id: int, lab_id: int | None, last_lab_id: int | None):
-    """The caller's role, or None for a prescriber who is not the author."""
+    """The caller's role, or None for a prescriber who is not the author (or a nurse)."""
     if actor.is_prescriber:
         return PRESCRIBER if prescriber_id == actor.client_pk else None
+    if not actor.is_lab:
+        return None
     if lab_id == actor.client_pk:
         return HOLDER
     if last_lab_id == actor.client_pk:

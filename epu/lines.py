@@ -25,6 +25,11 @@ def check_line(line: dict[str, Any], path: str, catalogue: Catalogue) -> dict[st
         errors[f"{path}.loinc"] = (
             f"{loinc!r} is not in the catalogue 'LOINC circuit de la biologie': {FREE_TEXT_HINT}"
         )
+    urgent_reason = (line.get("urgent_reason") or "").strip()
+    if line.get("urgent") and not urgent_reason:
+        errors[f"{path}.urgent_reason"] = "an urgent exam says why it is urgent"
+    elif urgent_reason and not line.get("urgent"):
+        errors[f"{path}.urgent_reason"] = "only an urgent exam has an urgent_reason"
     renewals = line.get("renewals", 0)
     if not 0 <= renewals <= MAX_RENEWALS:
         errors[f"{path}.renewals"] = f"must be between 0 and {MAX_RENEWALS}"

@@ -246,6 +246,7 @@ def _new_prescription(
         new_line(line, position, catalogue, origin="prescriber")
         for position, line in enumerate(data["lines"], start=1)
     ]
+    prescription.proposals = []  # known empty: no query when it is shown
     return prescription
 
 
@@ -267,8 +268,12 @@ def new_line(
         text=line.get("text"),
         context=context_with_labels(line, catalogue),
         urgent=line.get("urgent", False),
+        urgent_reason=(line.get("urgent_reason") or "").strip() or None,
         ald=line.get("ald", False),
         prevention=line.get("prevention", False),
+        work_accident=line.get("work_accident", False),
+        not_reimbursable=line.get("not_reimbursable", False),
+        off_nomenclature=line.get("off_nomenclature", False),
         renewals=renewals,
         renewals_left=renewals,
         patient_instructions=list(line.get("patient_instructions") or []),
@@ -383,6 +388,15 @@ def find_visible(
     prescription = find(session, parse_code(raw_code), lock=lock)
     if prescription is None or not can_see(prescription, actor):
         raise PrescriptionNotFound()
+    return prescription
+
+
+def find_for(session: Session, actor: Actor, raw_code: str, action: str) -> Prescription:
+    """The prescription, locked, when the lifecycle table lets this caller do `action` now."""
+    prescription = find(session, parse_code(raw_code), lock=True)
+    if prescription is None:
+        raise PrescriptionNotFound()
+    lifecycle.check(prescription.status, action, role(prescription, actor))
     return prescription
 
 

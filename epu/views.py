@@ -4,7 +4,7 @@ from typing import Any
 
 from epu.actors import Actor
 from epu.instructions import PATIENT_INSTRUCTIONS
-from models import Line, Prescription
+from models import Line, Prescription, Proposal
 
 
 def etag(prescription: Prescription) -> str:
@@ -28,8 +28,12 @@ def _line(line: Line, hidden: bool) -> dict[str, Any]:
         "text": line.text,
         "context": line.context,
         "urgent": line.urgent,
+        "urgent_reason": line.urgent_reason,
         "ald": line.ald,
         "prevention": line.prevention,
+        "work_accident": line.work_accident,
+        "not_reimbursable": line.not_reimbursable,
+        "off_nomenclature": line.off_nomenclature,
         "renewals": line.renewals,
         "renewals_left": None if hidden else line.renewals_left,
         "patient_instructions": [
@@ -78,6 +82,8 @@ def full(prescription: Prescription, actor: Actor, **extra: Any) -> dict[str, An
         "clinical_context": prescription.clinical_context,
         "result_return": prescription.result_return,
         "lines": [_line(line, hidden) for line in _visible_lines(prescription, hidden)],
+        # The patient's objection hides the execution, not what awaits the prescriber's answer.
+        "proposals": [proposal(item, hide_laboratory=hidden) for item in prescription.proposals],
     }
     for key, value in extra.items():
         if key == "ins_match":
@@ -106,4 +112,33 @@ def status(prescription: Prescription, actor: Actor) -> dict[str, Any]:
             }
             for line in _visible_lines(prescription, hidden)
         ],
+        "proposals": proposals_summary(prescription),
+    }
+
+
+def proposal(item: Proposal, *, hide_laboratory: bool = False) -> dict[str, Any]:
+    return {
+        "id": item.proposal_id,
+        "status": item.status,
+        "mode": item.mode,
+        "changes": item.changes,
+        "reason": item.reason,
+        "comment": item.comment,
+        "created_at": _iso(item.created_at),
+        "answered_at": _iso(item.answered_at) if item.answered_at else None,
+        "laboratory": None
+        if hide_laboratory
+        else {"finess": item.lab_finess, "name": item.lab_name},
+    }
+
+
+def proposals_summary(prescription: Prescription) -> dict[str, Any]:
+    """Enough for a poller to know that something waits for an answer."""
+    items = prescription.proposals
+    last = items[-1] if items else None
+    return {
+        "pending": sum(1 for item in items if item.status == "pending"),
+        "last": {"id": last.proposal_id, "status": last.status, "mode": last.mode}
+        if last
+        else None,
     }

@@ -194,7 +194,7 @@ class Event(Base):
         ForeignKey("prescriptions.id", ondelete="CASCADE"), index=True
     )
     at: Mapped[datetime] = mapped_column(default=utcnow)
-    type: Mapped[str] = mapped_column(String(24))
+    type: Mapped[str] = mapped_column(String(40))
     actor_role: Mapped[str] = mapped_column(String(16))
     actor_client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id"), index=True)
     actor_identifier: Mapped[str | None] = mapped_column(String(16))

@@ -24,6 +24,12 @@ ALD_HEADING = (
     " (liste ou hors liste)"
 )
 NON_ALD_HEADING = "Prescriptions SANS RAPPORT avec l'affection de longue durée"
+# What the eP-BIO content model asks each act to say about its cover, as the ALD zone does.
+COVER_MENTIONS = (
+    ("work_accident", "En rapport avec un accident du travail ou une maladie professionnelle"),
+    ("not_reimbursable", "Non remboursable"),
+    ("off_nomenclature", "Hors nomenclature (hors NABM)"),
+)
 SINGLE_HEADING = "Examens prescrits"
 PRESENT_HINT = "Présentez cette ordonnance au laboratoire ou montrez-la depuis votre espace santé."
 RGPD_NOTICE = (
@@ -296,7 +302,9 @@ def _line_rows(line: dict[str, Any], number: int) -> list[_Row]:
     """Turn a prescription line into paragraphs: title, flags and details."""
     rows = [_Row(f"{number}. {_line_title(line)}", "B", 10.5, 0)]
     if line.get("urgent"):
-        rows.append(_Row("URGENT", "B", 10, rgb=URGENT_RGB))
+        reason = line.get("urgent_reason")
+        rows.append(_Row(f"URGENT : {reason}" if reason else "URGENT", "B", 10, rgb=URGENT_RGB))
+    rows.extend(_Row(mention, "B", 9.5) for label, mention in COVER_MENTIONS if line.get(label))
     if line.get("label") and line.get("text"):
         rows.append(_Row(line["text"]))
     rows.extend(_Row(text) for text in _detail_texts(line))

@@ -5,8 +5,10 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     """Register the /fhir blueprint (its own OperationOutcome error handlers come with it)."""
+    from api.fhir import proposals
     from api.fhir.routes import blp
 
+    proposals.init_app(app)  # first: its Task/<code>-<proposal id> rules are the narrower ones
     app.register_blueprint(blp)
 
 

@@ -49,8 +49,11 @@ JSON of every resource used here is identical in FHIR 4.0.1, which is declared.
 * **Formats**: `application/fhir+json` (also with `fhirVersion=4.0` or `4.0.1`; another
   fhirVersion is 406 on Accept and 415 on Content-Type), `application/json` and the legacy
   `application/json+fhir`; `_format=json` overrides Accept.
-* **Modifications** (adding, removing or replacing exams, cancelling) are done through the
-  JSON API only. Laboratories use the Task operations `$take`, `$release` and `$complete`.
+* **Modifications**: cancelling is done through the JSON API only. Laboratories use the Task
+  operations `$take`, `$release` and `$complete`; they propose changes to the lines (add,
+  remove, replace) with `$propose`, which the prescriber answers with `$accept-proposal` or
+  `$refuse-proposal` on the proposal's Task (code `change`, `focus` the prescription's Task,
+  found with `Task?focus=Task/<code>`); see the README.
 * **Errors** are OperationOutcome resources with the matching HTTP status; `details` carries
   the JSON API's problem code (system `{s.CS_ISSUE}`).
 * **Searches are strict**: a search parameter, modifier or prefix this server does not apply
@@ -76,8 +79,11 @@ One line of a prescription. `status`: active (requested), completed (done), revo
 removed or replaced by the laboratory, or a requested line of a cancelled or expired
 prescription), unknown (the patient withheld the execution from the prescriber). A replacing
 line has `replaces`. `code`: LOINC (`{s.LOINC}`) with the French display of the catalogue, or
-`code.text` only for a free-text exam. `priority` urgent (asap and stat are read as urgent)
-or routine. `requester`: the prescriber (identifier system `{s.RPPS}`). `subject`: a contained
+`code.text` only for a free-text exam. A free-text exam is coded LOINC `{s.FREE_TEXT_LOINC}`
+with the exam in `code.text`, as the ANS profile FrActeBiologiePrescrit does (read back the same
+way; `code.text` alone is also accepted). `priority` urgent (asap and stat are read as urgent)
+or routine; an urgent line says why in `{s.EXT_URGENT_REASON}` (valueString, required).
+`requester`: the prescriber (identifier system `{s.RPPS}`). `subject`: a contained
 Patient with sex and birth date only. `reasonCode.text`: the clinical context (the same on every
 line). `supportingInfo`: contained Observations (LOINC code and value) of clinical information
 the exam needs. `note`: the comment. `patientInstruction`: the labels of the coded patient
@@ -86,6 +92,9 @@ when the extension is absent). `occurrencePeriod`: from creation to expiry. `per
 laboratory, when one holds or carried it out.
 
 Extensions: `{s.EXT_ALD}` (valueBoolean, exam for an ALD), `{s.EXT_PREVENTION}` (valueBoolean),
+and, as the eP-BIO content model asks (each false when absent), `{s.EXT_WORK_ACCIDENT}`
+(valueBoolean, related to a work accident or an occupational disease), `{s.EXT_NOT_REIMBURSABLE}`
+(valueBoolean) and `{s.EXT_OFF_NOMENCLATURE}` (valueBoolean, outside the NABM),
 `{s.EXT_RENEWALS}` (valueUnsignedInt 0-12), `{s.EXT_PATIENT_INSTRUCTION}` (valueCode, repeated,
 CI-SIS `{s.INSTRUCTION_SYSTEM}`), `{s.EXT_SAMPLING}` (valueString), `{s.EXT_RESULT_RETURN}`
 (sub-extensions `channel` valueCode mssante|phone|patient_mssante, `phone` valueString,
@@ -132,6 +141,12 @@ OPERATIONS = {
 }
 
 
+def proposal_operations() -> dict[str, str]:
+    from api.fhir.proposals import OPERATIONS as PROPOSALS  # its routes import this module
+
+    return {name: description for name, (description, _, _) in PROPOSALS.items()}
+
+
 HL7_PARAMETER = "http://hl7.org/fhir/SearchParameter"
 DEFINITIONS = {  # the standard SearchParameter each parameter applies
     "_id": f"{HL7_PARAMETER}/Resource-id",
@@ -143,6 +158,7 @@ DEFINITIONS = {  # the standard SearchParameter each parameter applies
     "patient.identifier": f"{HL7_PARAMETER}/clinical-patient",
     "group-identifier": f"{HL7_PARAMETER}/Task-group-identifier",
     "entity": f"{HL7_PARAMETER}/AuditEvent-entity",
+    "focus": f"{HL7_PARAMETER}/Task-focus",
     "_cursor": f"{s.SEARCH_PARAMETER}/Resource-cursor",
 }
 CURSOR = (
@@ -272,9 +288,15 @@ def _task() -> dict[str, Any]:
             _param(
                 "group-identifier",
                 "token",
-                "The prescription code (several: comma); it or `_id` is required.",
+                "The prescription code (several: comma); it, `_id` or `focus` is required.",
             ),
             _param("_id", "token", "The prescription code (several: comma)."),
+            _param(
+                "focus",
+                "reference",
+                "Task/<code>: the laboratories' proposals on this prescription (Task code "
+                "change), instead of group-identifier.",
+            ),
             _param("_cursor", "special", CURSOR),
         ],
         "operation": [
@@ -283,7 +305,7 @@ def _task() -> dict[str, Any]:
                 "definition": f"{s.OPERATION}/Task-{name}",
                 "documentation": documentation,
             }
-            for name, documentation in OPERATIONS.items()
+            for name, documentation in {**OPERATIONS, **proposal_operations()}.items()
         ],
     }
 

@@ -55,6 +55,20 @@ for _url, _type, _context, _description in (
     ),
 ):
     publish_extension(_url, _type, _context, _description)
+for _url, _type, _context, _description in (  # eP-BIO line flags and proposals (issue 9)
+    (s.EXT_WORK_ACCIDENT, "boolean", "ServiceRequest", "Related to a work accident (AT/MP)."),
+    (s.EXT_NOT_REIMBURSABLE, "boolean", "ServiceRequest", "Not reimbursable."),
+    (s.EXT_OFF_NOMENCLATURE, "boolean", "ServiceRequest", "Outside the NABM."),
+    (s.EXT_URGENT_REASON, "string", "ServiceRequest", "Why the exam is urgent."),
+    (
+        f"{s.STRUCTURE}/proposal-mode",
+        "code",
+        "Task",
+        "How a change is proposed: proposal | urgent | prescriber_unavailable.",
+    ),
+    (f"{s.STRUCTURE}/change-reason", "string", "Task.input", "Why this change is proposed."),
+):
+    publish_extension(_url, _type, _context, _description)
 publish_extension(
     s.EXT_RESULT_RETURN,
     None,
@@ -177,6 +191,15 @@ API_ISSUES = {
     "missing_clinical_context": "Clinical information the exam needs is missing",
     "possible_duplicate": "Possible duplicate of an open prescription",
 }
+PROPOSAL_STATUSES = {
+    "pending": "Waiting for the prescriber",
+    "accepted": "Accepted by the prescriber",
+    "refused": "Refused by the prescriber",
+    "withdrawn": "Withdrawn by the laboratory",
+    "superseded": "Superseded by a newer proposal",
+    "applied": "Applied (urgency, or prescriber unavailable)",
+}
+PROPOSAL_CHANGES = {"add": "Add an exam", "remove": "Remove an exam", "replace": "Replace an exam"}
 LINE_ORIGINS = {"prescriber": "Prescribed", "laboratory": "Added by the laboratory"}
 LINE_STATUSES = {
     "requested": "Requested",
@@ -212,6 +235,8 @@ CODE_SYSTEMS = {
     s.CS_LINE_ORIGIN: ("Who added a line", lambda: LINE_ORIGINS),
     s.CS_LINE_STATUS: ("EPU line statuses", lambda: LINE_STATUSES),
     s.CS_RESULT_CHANNEL: ("How results go back", lambda: RESULT_CHANNELS),
+    f"{s.CODE_SYSTEM}/proposal-status": ("Proposal statuses", lambda: PROPOSAL_STATUSES),
+    f"{s.CODE_SYSTEM}/proposal-change": ("Changes a proposal makes", lambda: PROPOSAL_CHANGES),
 }
 
 

@@ -127,7 +127,15 @@ class LineReader:
         loincs = [c for c in code.get("coding") or [] if c.get("system") == s.LOINC]
         if len(loincs) > 1:
             raise invalid("One LOINC code per ServiceRequest.", f"{at}.code.coding")
-        if loincs and loincs[0].get("code") != s.FREE_TEXT_LOINC:
+        if loincs and loincs[0].get("code") == s.FREE_TEXT_LOINC:
+            if not code.get("text"):
+                raise invalid(
+                    f"LOINC {s.FREE_TEXT_LOINC} (an exam outside the value set) names the exam "
+                    "in code.text.",
+                    f"{at}.code.text",
+                )
+            return {"text": code["text"]}
+        if loincs:
             return {"loinc": loincs[0].get("code")}
         if code.get("text"):
             return {"text": code["text"]}
@@ -192,13 +200,21 @@ def _check_elements(resource: dict[str, Any], at: str) -> None:
 
 def _line_extensions(extensions: dict[str, list[dict]], at: str) -> dict[str, Any]:
     line: dict[str, Any] = {}
-    for key, url in (("ald", s.EXT_ALD), ("prevention", s.EXT_PREVENTION)):
+    for key, url in (
+        ("ald", s.EXT_ALD),
+        ("prevention", s.EXT_PREVENTION),
+        ("work_accident", s.EXT_WORK_ACCIDENT),
+        ("not_reimbursable", s.EXT_NOT_REIMBURSABLE),
+        ("off_nomenclature", s.EXT_OFF_NOMENCLATURE),
+    ):
         if url in extensions:
             line[key] = _value(extensions[url][0], at, "valueBoolean")
     if s.EXT_RENEWALS in extensions:
         line["renewals"] = _value(
             extensions[s.EXT_RENEWALS][0], at, "valueUnsignedInt", "valueInteger"
         )
+    if s.EXT_URGENT_REASON in extensions:
+        line["urgent_reason"] = _value(extensions[s.EXT_URGENT_REASON][0], at, "valueString")
     if s.EXT_SAMPLING in extensions:
         line["sampling_instructions"] = _value(extensions[s.EXT_SAMPLING][0], at, "valueString")
     return line

@@ -49,9 +49,6 @@ PRESCRIPTION_STATUS_DISPLAY = {
     CANCELLED: "Annulée par le prescripteur",
     EXPIRED: "Expirée",
 }
-# A line the catalogue does not code: LOINC 19146-0 and the exam as text (as the ANS profile
-# FrActeBiologiePrescrit says), so that code always has a coding.
-FREE_TEXT_EXAM = {"system": s.LOINC, "code": s.FREE_TEXT_LOINC, "display": "Test de laboratoire"}
 LABORATORY_PROCEDURE = {"system": s.SNOMED, "code": "108252007", "display": "Laboratory procedure"}
 WITHHELD_LABORATORY = "Laboratoire (non communiqué)"
 PATIENT_ID = "patient"
@@ -168,7 +165,8 @@ def _exam(line: dict[str, Any]) -> dict[str, Any]:
     if line["loinc"]:
         coding = {"system": s.LOINC, "code": line["loinc"], "display": line["label"]}
         return {"coding": [coding], "text": line["label"]}
-    return {"coding": [FREE_TEXT_EXAM], "text": line["text"]}
+    coding = {"system": s.LOINC, "code": s.FREE_TEXT_LOINC, "display": s.FREE_TEXT_DISPLAY}
+    return {"coding": [coding], "text": line["text"]}
 
 
 def _observation(index: int, item: dict[str, Any]) -> dict[str, Any]:
@@ -199,12 +197,17 @@ def _line_extensions(view: dict[str, Any], line: dict[str, Any]) -> list[dict[st
     extensions = [
         {"url": s.EXT_ALD, "valueBoolean": line["ald"]},
         {"url": s.EXT_PREVENTION, "valueBoolean": line["prevention"]},
+        {"url": s.EXT_WORK_ACCIDENT, "valueBoolean": line["work_accident"]},
+        {"url": s.EXT_NOT_REIMBURSABLE, "valueBoolean": line["not_reimbursable"]},
+        {"url": s.EXT_OFF_NOMENCLATURE, "valueBoolean": line["off_nomenclature"]},
         {"url": s.EXT_RENEWALS, "valueUnsignedInt": line["renewals"]},
     ]
     if line["renewals_left"] is not None:
         extensions.append({"url": s.EXT_RENEWALS_LEFT, "valueUnsignedInt": line["renewals_left"]})
     for item in line["patient_instructions"]:
         extensions.append({"url": s.EXT_PATIENT_INSTRUCTION, "valueCode": item["code"]})
+    if line["urgent_reason"]:
+        extensions.append({"url": s.EXT_URGENT_REASON, "valueString": line["urgent_reason"]})
     if line["sampling_instructions"]:
         extensions.append({"url": s.EXT_SAMPLING, "valueString": line["sampling_instructions"]})
     extensions.append({"url": s.EXT_ORIGIN, "valueCode": line["origin"]})

@@ -39,8 +39,11 @@ SEARCH_PARAMETERS: dict[str, dict[str, Parameter]] = {
         "code": Parameter(TOKEN),
         "_lastUpdated": Parameter(DATE),
     },
-    # Only in the body of POST ServiceRequest/_search, with patient.identifier (lookups).
-    "Task": {"group-identifier": Parameter(TOKEN), "_id": Parameter(TOKEN)},
+    "Task": {
+        "group-identifier": Parameter(TOKEN),
+        "_id": Parameter(TOKEN),
+        "focus": Parameter(REFERENCE),
+    },
     "AuditEvent": {"entity": Parameter(REFERENCE)},
 }
 # Parameters of the result, known on every type.

@@ -20,6 +20,7 @@ from api.fhir import (
     service_request_search,
     wire,
 )
+from api.fhir import proposals as fhir_proposals
 from api.fhir.outcome import FhirError, Issue, register_blueprint_handlers
 from api.fhir.systems import REQUISITION_SYSTEM
 from api.laboratory.routes import take as scan
@@ -221,6 +222,8 @@ def _task(code: str, version: str | None):
 @require(PRESCRIBER, LAB)
 def search_tasks():
     query = params.search_args("Task")
+    if query.has("focus"):
+        return fhir_proposals.search(query)
     if not query.has("group-identifier") and not query.has("_id"):
         raise params.bad(
             "group-identifier or _id (the prescription code) is required.", "group-identifier"

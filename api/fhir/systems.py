@@ -9,7 +9,6 @@ FHIR_JSON = "application/fhir+json"
 FHIR_VERSION = "4.0.1"
 
 LOINC = "http://loinc.org"
-FREE_TEXT_LOINC = "19146-0"  # laboratory test, named in code.text
 FR_CORE_PATIENT = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-patient"
 FR_CORE_IDENTIFIER_TYPE = "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0203"
 RPPS = "https://rpps.esante.gouv.fr"
@@ -24,6 +23,12 @@ SUBSETTED = {
     "display": "subsetted",
 }
 SNOMED = "http://snomed.info/sct"
+# The ANS FrActeBiologiePrescrit profile codes an exam outside the value set this way, the
+# exam itself in code.text.
+FREE_TEXT_LOINC = "19146-0"
+FREE_TEXT_DISPLAY = (
+    "Test de laboratoire (Identifiant+nom):Identifiant:Ponctuel:Test de référence:Résultat nominal:"
+)
 TASK_CODE = "http://hl7.org/fhir/CodeSystem/task-code"
 AUDIT_EVENT_TYPE = "http://terminology.hl7.org/CodeSystem/audit-event-type"
 SECURITY_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
@@ -39,6 +44,10 @@ SEARCH_PARAMETER = f"{_BASE}/SearchParameter"
 # ServiceRequest extensions
 EXT_ALD = f"{STRUCTURE}/ald"  # valueBoolean: exam for an "affection de longue durée"
 EXT_PREVENTION = f"{STRUCTURE}/prevention"  # valueBoolean: prevention exam
+EXT_WORK_ACCIDENT = f"{STRUCTURE}/work-accident"  # valueBoolean: AT/MP (eP-BIO)
+EXT_NOT_REIMBURSABLE = f"{STRUCTURE}/not-reimbursable"  # valueBoolean (eP-BIO)
+EXT_OFF_NOMENCLATURE = f"{STRUCTURE}/off-nomenclature"  # valueBoolean: hors NABM (eP-BIO)
+EXT_URGENT_REASON = f"{STRUCTURE}/urgent-reason"  # valueString: why priority is urgent
 EXT_RENEWALS = f"{STRUCTURE}/renewals"  # valueUnsignedInt: renewals allowed (0-12)
 EXT_RENEWALS_LEFT = f"{STRUCTURE}/renewals-left"  # valueUnsignedInt, read only
 EXT_PATIENT_INSTRUCTION = f"{STRUCTURE}/patient-instruction"  # valueCode MED-1160..MED-1165

@@ -8,7 +8,7 @@ from api.extensions import db_session
 from api.laboratory.schemas import DoneIn, PatchIn, ScanIn
 from api.limits import limits
 from api.prescriptions.schemas import PrescriptionOut
-from epu import laboratory
+from epu import laboratory, proposals
 from epu.actors import LAB
 from epu.errors import PrescriptionNotFound
 
@@ -90,12 +90,14 @@ def release(code):
 
 @blp.patch("/prescriptions/<code>")
 @blp.arguments(PatchIn)
-@blp.response(200, PrescriptionOut, headers={"ETag": {"schema": {"type": "string"}}})
+@blp.response(202, PrescriptionOut, headers={"ETag": {"schema": {"type": "string"}}})
+@blp.alt_response(200, schema=PrescriptionOut, description="Applied at once (urgent, unavailable)")
 @refusals(
     blp,
     {
         404: NOT_HELD,
-        409: "A changed line is no longer requested",
+        409: "A changed line is no longer requested; a proposal is pending (proposal_pending); "
+        "completed by this laboratory (prescription_completed)",
         412: "If-Match is not the current version",
         428: "If-Match is missing",
     },
@@ -104,14 +106,28 @@ def release(code):
 @blp.doc(parameters=[IF_MATCH])
 @require(LAB)
 def modify(data, code):
-    """Add, remove or replace exams, each with a reason; all or nothing"""
+    """Propose exams to add, remove or replace, each with a reason; or apply them at once"""
+    body = proposals.change(
+        session=db_session(),
+        actor=current_actor(),
+        code=code,
+        if_match=versions_in_if_match(),
+        changes=data["changes"],
+        mode=data["mode"],
+        reason=data.get("reason"),
+    )
+    return with_etag(body, 202 if data["mode"] == proposals.PROPOSAL else 200)
+
+
+@blp.post("/prescriptions/<code>/proposals/<proposal_id>/withdraw")
+@blp.response(200, PrescriptionOut, headers={"ETag": {"schema": {"type": "string"}}})
+@refusals(blp, {404: NOT_HELD + ", or no such proposal", 409: "The proposal is not pending"})
+@require(LAB)
+def withdraw(code, proposal_id):
+    """Withdraw this laboratory's pending proposal (repeating is harmless)"""
     return with_etag(
-        laboratory.modify(
-            session=db_session(),
-            actor=current_actor(),
-            code=code,
-            if_match=versions_in_if_match(),
-            changes=data["changes"],
+        proposals.withdraw(
+            session=db_session(), actor=current_actor(), code=code, proposal_id=proposal_id
         )
     )
 
@@ -119,7 +135,15 @@ def modify(data, code):
 @blp.post("/prescriptions/<code>/done")
 @blp.arguments(DoneIn)
 @blp.response(200, PrescriptionOut, headers={"ETag": {"schema": {"type": "string"}}})
-@refusals(blp, {404: NOT_HELD, 409: "A reported line is not requested"}, WITH_BODY)
+@refusals(
+    blp,
+    {
+        404: NOT_HELD,
+        409: "A reported line is not requested, or awaits the answer to a proposal "
+        "(proposal_pending); completed by this laboratory (prescription_completed)",
+    },
+    WITH_BODY,
+)
 @require(LAB)
 def report(data, code):
     """Report exams done or not done; the last one ends this execution"""

@@ -1,6 +1,7 @@
 from marshmallow import Schema, fields, validate
 
 from api.prescriptions.schemas import LineIn
+from epu.proposals import MODES, PROPOSAL
 
 
 class ScanIn(Schema):
@@ -31,6 +32,20 @@ class ChangeIn(Schema):
 class PatchIn(Schema):
     changes = fields.List(
         fields.Nested(ChangeIn), required=True, validate=validate.Length(min=1, max=50)
+    )
+    mode = fields.String(
+        load_default=PROPOSAL,
+        validate=validate.OneOf(MODES),
+        metadata={
+            "description": "proposal (default): stored for the prescriber to answer, nothing "
+            "changes yet (202); urgent or prescriber_unavailable: applied at once (200) and "
+            "shown to the prescriber as an applied proposal (art. L6211-8 CSP)"
+        },
+    )
+    reason = fields.String(
+        allow_none=True,
+        validate=validate.Length(max=500),
+        metadata={"description": "Required for prescriber_unavailable: who was called, when"},
     )
 
 

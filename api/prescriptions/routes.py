@@ -6,15 +6,17 @@ from api.context import ins_key, settings, with_etag
 from api.docs import WITH_BODY, WITH_QUERY, refusals
 from api.extensions import db_session
 from api.prescriptions.schemas import (
+    AcceptIn,
     CancelIn,
     HistoryOut,
     ListQuery,
     PrescriptionIn,
     PrescriptionOut,
+    RefuseIn,
     StatusOut,
     StatusPageOut,
 )
-from epu import history, prescriptions
+from epu import history, prescriptions, proposals
 from epu.actors import LAB, PRESCRIBER
 
 blp = Blueprint(
@@ -130,3 +132,45 @@ def cancel(data, code):
 def read_history(code):
     """The audit trail, oldest first"""
     return history.history(session=db_session(), actor=current_actor(), code=code)
+
+
+ANSWER_REFUSALS = {
+    404: NOT_FOUND + ", or no such proposal",
+    409: "The proposal is not pending (its status is in the answer's `status`)",
+}
+
+
+@blp.post("/<code>/proposals/<proposal_id>/accept")
+@blp.arguments(AcceptIn)
+@blp.response(200, PrescriptionOut, headers={"ETag": {"schema": {"type": "string"}}})
+@refusals(blp, ANSWER_REFUSALS, WITH_BODY)
+@require(PRESCRIBER)
+def accept(data, code, proposal_id):
+    """Accept the laboratory's proposal: its changes apply now (accepting twice is harmless)"""
+    return with_etag(
+        proposals.accept(
+            session=db_session(),
+            actor=current_actor(),
+            code=code,
+            proposal_id=proposal_id,
+            comment=data.get("comment"),
+        )
+    )
+
+
+@blp.post("/<code>/proposals/<proposal_id>/refuse")
+@blp.arguments(RefuseIn)
+@blp.response(200, PrescriptionOut, headers={"ETag": {"schema": {"type": "string"}}})
+@refusals(blp, ANSWER_REFUSALS, WITH_BODY)
+@require(PRESCRIBER)
+def refuse(data, code, proposal_id):
+    """Refuse it, saying why: the laboratory carries out the prescription as written"""
+    return with_etag(
+        proposals.refuse(
+            session=db_session(),
+            actor=current_actor(),
+            code=code,
+            proposal_id=proposal_id,
+            comment=data["comment"],
+        )
+    )

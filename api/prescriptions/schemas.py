@@ -4,6 +4,8 @@ from datetime import UTC
 
 from marshmallow import Schema, ValidationError, fields, pre_load, validate
 
+from epu.lifecycle import PROPOSAL_STATUSES
+from epu.proposals import MODES
 from epu.statuses import (
     LINE_STATUSES,
     MAX_RENEWALS,
@@ -77,8 +79,21 @@ class LineIn(Schema):
         fields.Nested(ContextItemIn), load_default=list, validate=validate.Length(max=20)
     )
     urgent = fields.Boolean(load_default=False)
+    urgent_reason = fields.String(
+        allow_none=True,
+        validate=validate.Length(max=500),
+        metadata={"description": "Why it is urgent: required when urgent is true"},
+    )
     ald = fields.Boolean(load_default=False)
     prevention = fields.Boolean(load_default=False)
+    work_accident = fields.Boolean(
+        load_default=False,
+        metadata={"description": "Related to a work accident or an occupational disease (AT/MP)"},
+    )
+    not_reimbursable = fields.Boolean(load_default=False)
+    off_nomenclature = fields.Boolean(
+        load_default=False, metadata={"description": "Outside the nomenclature (hors NABM)"}
+    )
     renewals = fields.Integer(
         strict=True, load_default=0, metadata={"minimum": 0, "maximum": MAX_RENEWALS}
     )
@@ -136,6 +151,14 @@ class PrescriptionIn(Schema):
         return refuse_identity(data, allowed=set())
 
 
+class AcceptIn(Schema):
+    comment = fields.String(allow_none=True, validate=validate.Length(max=500))
+
+
+class RefuseIn(Schema):
+    comment = fields.String(required=True, validate=validate.Length(min=1, max=500))
+
+
 class CancelIn(Schema):
     reason = fields.String(required=True, validate=validate.Length(min=1, max=500))
 
@@ -168,8 +191,12 @@ class LineOut(Schema):
     text = fields.String(allow_none=True)
     context = fields.List(fields.Nested(ContextItemOut))
     urgent = fields.Boolean()
+    urgent_reason = fields.String(allow_none=True)
     ald = fields.Boolean()
     prevention = fields.Boolean()
+    work_accident = fields.Boolean()
+    not_reimbursable = fields.Boolean()
+    off_nomenclature = fields.Boolean()
     renewals = fields.Integer()
     renewals_left = fields.Integer(allow_none=True)
     patient_instructions = fields.List(fields.Nested(InstructionOut))
@@ -223,6 +250,44 @@ class WarningOut(Schema):
     detail = fields.String()
 
 
+class ProposalOut(Schema):
+    id = fields.String(metadata={"example": "P1"})
+    status = fields.String(validate=validate.OneOf(PROPOSAL_STATUSES))
+    mode = fields.String(validate=validate.OneOf(MODES))
+    changes = fields.List(fields.Dict(), metadata={"description": "As the laboratory sent them"})
+    reason = fields.String(allow_none=True)
+    comment = fields.String(allow_none=True, metadata={"description": "The prescriber's"})
+    created_at = fields.String(metadata={"format": "date-time"})
+    answered_at = fields.String(allow_none=True, metadata={"format": "date-time"})
+    laboratory = fields.Nested(LaboratoryOut, allow_none=True)
+
+
+class InboxItemOut(ProposalOut):
+    prescription = fields.String(metadata={"description": "The prescription's code"})
+
+
+class InboxOut(Schema):
+    items = fields.List(fields.Nested(InboxItemOut))
+    next_cursor = fields.String(allow_none=True)
+
+
+class InboxQuery(Schema):
+    status = fields.String(validate=validate.OneOf(PROPOSAL_STATUSES))
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    cursor = fields.String(validate=validate.Length(max=200))
+
+
+class LastProposalOut(Schema):
+    id = fields.String()
+    status = fields.String()
+    mode = fields.String()
+
+
+class ProposalsSummaryOut(Schema):
+    pending = fields.Integer()
+    last = fields.Nested(LastProposalOut, allow_none=True)
+
+
 class PrescriptionOut(Schema):
     code = fields.String(metadata={"example": "01S2TBPZ2JCNZZYGHZ"})
     status = fields.String(validate=validate.OneOf(PRESCRIPTION_STATUSES))
@@ -238,6 +303,7 @@ class PrescriptionOut(Schema):
     clinical_context = fields.String(allow_none=True)
     result_return = fields.Nested(ResultReturnOut, allow_none=True)
     lines = fields.List(fields.Nested(LineOut))
+    proposals = fields.List(fields.Nested(ProposalOut))
     warnings = fields.List(fields.Nested(WarningOut), metadata={"description": "Creation only"})
 
 
@@ -257,6 +323,7 @@ class StatusOut(Schema):
     updated_at = fields.String(metadata={"format": "date-time"})
     laboratory = fields.Nested(LaboratoryOut, allow_none=True)
     lines = fields.List(fields.Nested(StatusLineOut))
+    proposals = fields.Nested(ProposalsSummaryOut)
 
 
 class StatusPageOut(Schema):

@@ -187,7 +187,7 @@ def test_ordonnance_text_has_the_grouped_code_every_loinc_and_label(http, prescr
         http,
         prescriber,
         lines=[
-            {"loinc": BLOOD_COUNT, "urgent": True},
+            {"loinc": BLOOD_COUNT, "urgent": True, "urgent_reason": "suspicion d'anémie"},
             {"loinc": PROLACTIN, "context": [{"code": "8665-2", "value": "2026-11-02"}]},
             {"loinc": "3255-7"},
             {"text": "Recherche de cryoglobulines"},
@@ -340,3 +340,24 @@ def test_openapi_documents_the_documents(http):
     assert "application/pdf" in operation["responses"]["200"]["content"]
     names = {parameter["name"] for parameter in operation["parameters"]}
     assert {"patient_name", "patient_birth_date"} <= names
+
+
+def test_the_ordonnance_says_urgency_and_cover_as_the_ep_bio_model_asks(http, prescriber):
+    lines = [
+        {"loinc": BLOOD_COUNT, "urgent": True, "urgent_reason": "hémorragie digestive"},
+        {"loinc": "3255-7", "work_accident": True},
+        {"loinc": "718-7", "not_reimbursable": True},
+        {"text": "Dosage de la vitamine B8", "off_nomenclature": True},
+        {"loinc": "26515-7"},
+    ]
+    code = create(http, prescriber, lines=lines)["code"]
+    response = http.get(f"/api/v1/prescriptions/{code}/ordonnance.pdf", headers=prescriber.headers)
+    text = pdf_text(response.data)
+    assert "URGENT : hémorragie digestive" in text
+    assert text.count("En rapport avec un accident du travail ou une maladie professionnelle") == 1
+    assert text.count("Non remboursable") == 1
+    assert text.count("Hors nomenclature (hors NABM)") == 1
+    work = text.index("accident du travail")
+    assert text.rindex("[3255-7]", 0, work) > text.rindex("[57022-6]", 0, work)
+    assert text.index("Non remboursable") > text.index("[718-7]")
+    assert text.index("Hors nomenclature") > text.index("vitamine B8")

@@ -21,9 +21,10 @@ def scan(http, lab, code, **extra):
     return http.post("/api/v1/scans", json={"code": code, **extra}, headers=lab.headers)
 
 
-def patch(http, lab, code, changes, etag):
+def patch(http, lab, code, changes, etag, mode="urgent", **extra):
     headers = {**lab.headers, **({"If-Match": etag} if etag else {})}
-    return http.patch(f"/api/v1/prescriptions/{code}", json={"changes": changes}, headers=headers)
+    body = {"changes": changes, "mode": mode, **extra}
+    return http.patch(f"/api/v1/prescriptions/{code}", json=body, headers=headers)
 
 
 def done(http, lab, code, *outcomes):
@@ -277,6 +278,7 @@ def test_history_tells_every_step_with_actors_and_reasons(http, prescriber, lab,
         "read",
         "taken",
         "modified",
+        "applied_urgent",
         "line_done",
         "line_not_done",
         "completed",
@@ -288,7 +290,8 @@ def test_history_tells_every_step_with_actors_and_reasons(http, prescriber, lab,
     }
     assert items[2]["actor"]["identifier"] == "130000029"
     assert items[3]["detail"]["reason"] == "non réalisable"
-    assert items[5]["detail"]["reason"] == "hémolysé"
+    assert items[4]["detail"] == {"proposal": "P1", "reason": None}
+    assert items[6]["detail"]["reason"] == "hémolysé"
     assert items == sorted(items, key=lambda item: item["at"])
     held = http.get(f"/api/v1/prescriptions/{code}/history", headers=lab.headers)
     assert held.status_code == 200
@@ -305,7 +308,7 @@ def test_patient_objection_hides_execution_from_the_prescriber(http, prescriber,
     assert status["laboratory"] is None and status["modified"] is None
     assert all(line["status"] is None for line in status["lines"])
     history = http.get(f"/api/v1/prescriptions/{code}/history", headers=prescriber.headers).json
-    assert [item["type"] for item in history["items"]] == ["created", "completed"]
+    assert [item["type"] for item in history["items"]] == ["created", "applied_urgent", "completed"]
     assert "130000029" not in str(history) and "Calanques" not in str(history)
 
 

@@ -41,7 +41,8 @@ def test_lists_the_patients_open_prescriptions_with_only_what_is_needed_to_choos
     http, prescriber, lab
 ):
     first = create(http, prescriber)
-    urgent = create(http, prescriber, lines=[{"text": "Troponine", "urgent": True}])
+    troponin = {"text": "Troponine", "urgent": True, "urgent_reason": "douleur thoracique"}
+    urgent = create(http, prescriber, lines=[troponin])
     create(http, prescriber, ins=OTHER_INS)
 
     response = look_up(http, lab)

@@ -255,6 +255,7 @@ def test_status_poll_answers_304_while_nothing_changed(http, prescriber):
                 "status": "requested",
             },
         ],
+        "proposals": {"pending": 0, "last": None},
     }
     etag = first.headers["ETag"]
     again = http.get(
@@ -362,3 +363,45 @@ def test_expiry_is_computed_on_read_even_before_the_command_runs(http, session, 
         f"/api/v1/prescriptions/{code}/cancel", json={"reason": "x"}, headers=prescriber.headers
     )
     assert cancel.status_code == 409
+
+
+def test_ep_bio_flags_and_the_urgency_reason_are_kept_and_shown(http, prescriber):
+    lines = [
+        {"loinc": BLOOD_COUNT, "urgent": True, "urgent_reason": "  anémie mal tolérée "},
+        {"loinc": PROLACTIN, "work_accident": True, "not_reimbursable": True},
+        {"text": "Dosage de la vitamine B8", "off_nomenclature": True},
+    ]
+    created = http.post(
+        "/api/v1/prescriptions", json=prescription_body(lines=lines), headers=prescriber.headers
+    )
+    assert created.status_code == 201, created.json
+    read = http.get(f"/api/v1/prescriptions/{created.json['code']}", headers=prescriber.headers)
+    flags = [
+        {key: line[key] for key in ("work_accident", "not_reimbursable", "off_nomenclature")}
+        for line in read.json["lines"]
+    ]
+    assert flags == [
+        {"work_accident": False, "not_reimbursable": False, "off_nomenclature": False},
+        {"work_accident": True, "not_reimbursable": True, "off_nomenclature": False},
+        {"work_accident": False, "not_reimbursable": False, "off_nomenclature": True},
+    ]
+    assert [line["urgent_reason"] for line in read.json["lines"]] == [
+        "anémie mal tolérée",
+        None,
+        None,
+    ]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        {"loinc": BLOOD_COUNT, "urgent": True},
+        {"loinc": BLOOD_COUNT, "urgent": True, "urgent_reason": "   "},
+        {"loinc": BLOOD_COUNT, "urgent_reason": "pas urgent du tout"},
+    ],
+)
+def test_an_urgent_line_says_why_and_only_an_urgent_one(http, prescriber, line):
+    body = prescription_body(lines=[{"loinc": PROLACTIN}, line])
+    response = http.post("/api/v1/prescriptions", json=body, headers=prescriber.headers)
+    assert response.status_code == 422
+    assert list(response.json["errors"]) == ["lines[1].urgent_reason"]

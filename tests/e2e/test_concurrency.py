@@ -20,7 +20,11 @@ pytestmark = pytest.mark.slow
 
 RACERS = 20
 CANCEL_RACES = 10
-ADD_BLOOD_COUNT = {"changes": [{"op": "add", "line": {"loinc": BLOOD_COUNT}, "reason": "r"}]}
+ADD_BLOOD_COUNT = {
+    "changes": [{"op": "add", "line": {"loinc": BLOOD_COUNT}, "reason": "r"}],
+    "mode": "urgent",
+}
+PROPOSAL_RACES = 10
 
 
 def with_luhn_key(digits: str) -> str:
@@ -209,3 +213,49 @@ def test_concurrent_retries_with_one_idempotency_key_create_one_prescription(
     assert sum(r.headers.get("Idempotent-Replayed") == "true" for r in responses) == RACERS - 1
     with session_factory() as session:
         assert session.scalar(select(func.count()).select_from(Prescription)) == 1
+
+
+def test_accept_racing_a_withdraw_exactly_one_wins(instances, register, create_prescription):
+    """The prescriber accepts while the laboratory withdraws the same proposal: one of them
+    wins, the other is told the proposal's status (409 proposal_not_pending), and the lines
+    are changed only when the accept won."""
+    server, other = instances[0], instances[-1]
+    prescriber, lab = register(server, "prescriber"), register(server, "lab")
+    winners: Counter = Counter()
+    for _ in range(PROPOSAL_RACES):
+        code = create_prescription(server, prescriber)["code"]
+        taken = scan(server, lab, code)
+        proposed = server.patch(
+            f"/api/v1/prescriptions/{code}",
+            json={"changes": [{"op": "remove", "line_id": "L3", "reason": "non réalisable"}]},
+            headers={**lab.headers, "If-Match": taken.headers["ETag"]},
+        )
+        assert proposed.status_code == 202, proposed.text
+        base = f"/api/v1/prescriptions/{code}/proposals/P1"
+        accepted, withdrawn = race(
+            [
+                lambda: server.post(f"{base}/accept", json={}, headers=prescriber.headers),
+                lambda: other.post(f"{base}/withdraw", headers=lab.headers),
+            ]
+        )
+        assert_no_server_error([accepted, withdrawn])
+        pair = (
+            (accepted.status_code, problem_code(accepted)),
+            (withdrawn.status_code, problem_code(withdrawn)),
+        )
+        assert pair in {
+            ((200, None), (409, "proposal_not_pending")),
+            ((409, "proposal_not_pending"), (200, None)),
+        }, pair
+        loser = withdrawn if accepted.status_code == 200 else accepted
+        expected = "accepted" if accepted.status_code == 200 else "withdrawn"
+        assert loser.json()["status"] == expected
+        after = server.get(f"/api/v1/prescriptions/{code}", headers=lab.headers).json()
+        assert after["proposals"][0]["status"] == expected
+        l3 = next(line for line in after["lines"] if line["id"] == "L3")
+        assert l3["status"] == ("removed" if expected == "accepted" else "requested")
+        types = history_types(server, lab, code)
+        assert types.count("proposal_accepted") + types.count("proposal_withdrawn") == 1
+        winners[expected] += 1
+    report(f"accept vs withdraw x{PROPOSAL_RACES}, {len(instances)} instance(s)", winners)
+    assert sum(winners.values()) == PROPOSAL_RACES

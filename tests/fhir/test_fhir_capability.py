@@ -83,6 +83,22 @@ CLAIMS = {
         "test_fhir_tasks:test_complete_reports_line_outcomes_until_the_task_is_completed",
         "test_fhir_tasks:test_complete_follows_the_done_rules",
     ],
+    "Task:searchParam:focus": [
+        "test_fhir_proposals:test_the_proposals_of_a_prescription_are_found_by_focus"
+    ],
+    "Task:operation:propose": [
+        "test_fhir_proposals:test_a_proposal_is_a_change_task_the_prescriber_accepts",
+        "test_fhir_proposals:test_applied_at_once_and_refusals_point_at_the_parameter",
+    ],
+    "Task:operation:accept-proposal": [
+        "test_fhir_proposals:test_a_proposal_is_a_change_task_the_prescriber_accepts"
+    ],
+    "Task:operation:refuse-proposal": [
+        "test_fhir_proposals:test_refuse_needs_a_comment_and_withdraw_is_the_laboratorys"
+    ],
+    "Task:operation:withdraw-proposal": [
+        "test_fhir_proposals:test_refuse_needs_a_comment_and_withdraw_is_the_laboratorys"
+    ],
     "AuditEvent:interaction:search-type": [
         "test_fhir_audit_events:test_history_as_audit_events_says_what_the_json_history_says"
     ],
@@ -145,7 +161,7 @@ def test_metadata_is_open_and_declares_fhir_r4_json(fhir):
     assert set(statement["format"]) == {"json", "application/fhir+json"}
     assert statement["implementation"]["url"] == "http://localhost/fhir"
     (rest,) = statement["rest"]
-    assert "JSON API only" in rest["documentation"]  # modifications are not done in FHIR
+    assert "JSON API only" in rest["documentation"]  # cancelling is not done in FHIR
     documentation = next(r for r in rest["resource"] if r["type"] == "ServiceRequest")
     for name in ("ald", "prevention", "renewals", "result-return", "patient-instruction"):
         assert EXT + name in documentation["documentation"]

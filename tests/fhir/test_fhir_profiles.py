@@ -3,6 +3,7 @@ where the resource conforms, the free-text exam as LOINC 19146-0, a generated na
 
 import pytest
 
+from api.fhir.systems import FREE_TEXT_DISPLAY
 from tests.factories import VALID_INS, prescription_body
 from tests.fhir.support import LOINC, patient, resources, service_request, transaction_bundle
 
@@ -59,7 +60,7 @@ def test_the_free_text_exam_is_loinc_19146_0_with_its_text(fhir, http, prescribe
     code = fhir.create(prescriber)["code"]
     free = fhir.get(f"/fhir/ServiceRequest/{code}-L3", prescriber).json
     assert free["code"]["coding"] == [
-        {"system": LOINC, "code": "19146-0", "display": "Test de laboratoire"}
+        {"system": LOINC, "code": "19146-0", "display": FREE_TEXT_DISPLAY}
     ]
     assert free["code"]["text"] == "Recherche de cryoglobulines"
     posted = service_request(text="Recherche de cryoglobulines")

@@ -56,7 +56,9 @@ def test_read_service_request_says_what_the_json_api_says(fhir, http, prescriber
             {
                 "loinc": PROLACTIN,
                 "urgent": True,
+                "urgent_reason": "galactorrhée",
                 "ald": True,
+                "not_reimbursable": True,
                 "renewals": 2,
                 "comment": "RAS",
                 "sampling_instructions": "Tube sec",
@@ -103,9 +105,14 @@ def test_read_service_request_says_what_the_json_api_says(fhir, http, prescriber
         {"valueCode": "MED-1165"},
     ]
     assert extension(resource, "line-status") == [{"valueCode": "requested"}]
+    assert extension(resource, "urgent-reason") == [{"valueString": "galactorrhée"}]
+    assert extension(resource, "not-reimbursable") == [{"valueBoolean": True}]
+    assert extension(resource, "work-accident") == [{"valueBoolean": False}]
+    assert extension(resource, "off-nomenclature") == [{"valueBoolean": False}]
     free_text = read(fhir, prescriber, code, "L2").json
     assert free_text["code"]["text"] == "Recherche de cryoglobulines"
-    assert free_text["code"]["coding"][0]["code"] == "19146-0"
+    assert [(c["system"], c["code"]) for c in free_text["code"]["coding"]] == [(LOINC, "19146-0")]
+    assert extension(free_text, "urgent-reason") == []
     assert free_text["priority"] == "routine"
 
 
@@ -267,7 +274,7 @@ def test_line_statuses_map_to_request_statuses(fhir, http, prescriber, lab):
     ]
     response = http.patch(
         f"/api/v1/prescriptions/{code}",
-        json={"changes": changes},
+        json={"changes": changes, "mode": "urgent"},
         headers={**lab.headers, "If-Match": etag},
     )
     assert response.status_code == 200
@@ -317,7 +324,10 @@ def test_a_withheld_execution_stays_hidden_from_the_prescriber(fhir, http, presc
     http.patch(
         f"/api/v1/prescriptions/{code}",
         headers={**lab.headers, "If-Match": etag},
-        json={"changes": [{"op": "add", "reason": "bilan", "line": {"loinc": BLOOD_COUNT}}]},
+        json={
+            "changes": [{"op": "add", "reason": "bilan", "line": {"loinc": BLOOD_COUNT}}],
+            "mode": "urgent",
+        },
     )
     done(http, lab, code, {"line_id": "L1", "outcome": "done"})
     seen = by_requisition(fhir, prescriber, code)

@@ -9,6 +9,7 @@ from tests.fhir.support import (
     EXT,
     FHIR,
     INS_OID,
+    LOINC,
     PRESCRIBER_RPPS,
     RPPS,
     observation,
@@ -76,6 +77,9 @@ def test_every_json_api_field_has_its_fhir_place(fhir, http, prescriber):
             {"url": EXT + "prevention", "valueBoolean": True},
             {"url": EXT + "renewals", "valueUnsignedInt": 2},
             {"url": EXT + "sampling-instructions", "valueString": "Tube sec"},
+            {"url": EXT + "urgent-reason", "valueString": "suspicion de prolactinome"},
+            {"url": EXT + "work-accident", "valueBoolean": True},
+            {"url": EXT + "off-nomenclature", "valueBoolean": True},
             {"url": "https://example.org/ignored-extension", "valueString": "ignored"},
             {
                 "url": EXT + "result-return",
@@ -108,6 +112,8 @@ def test_every_json_api_field_has_its_fhir_place(fhir, http, prescriber):
     stored = http.get(f"/api/v1/prescriptions/{created['code']}", headers=prescriber.headers).json
     line = stored["lines"][0]
     assert line["urgent"] and line["ald"] and line["prevention"]
+    assert line["urgent_reason"] == "suspicion de prolactinome"
+    assert line["work_accident"] and line["off_nomenclature"] and not line["not_reimbursable"]
     assert line["renewals"] == 2 and line["sampling_instructions"] == "Tube sec"
     assert line["comment"] == "Patiente sous contraceptif"
     assert [item["code"] for item in line["patient_instructions"]] == ["MED-1160", "MED-1161"]
@@ -444,3 +450,31 @@ def test_the_ins_is_pseudonymised_as_in_the_json_api(fhir, http, session, prescr
         the_patient=patient(identifier=[{"system": INS_OID, "value": VALID_INS}])
     )
     assert fhir.post("/fhir", prescriber, json=bundle).status_code == 200
+
+
+def test_a_free_text_exam_comes_in_as_loinc_19146_0_with_its_text(fhir, http, prescriber):
+    coded = service_request(text="Dosage de la vitamine B8")
+    coded["code"] = {
+        "coding": [{"system": LOINC, "code": "19146-0"}],
+        "text": "Dosage de la vitamine B8",
+    }
+    created = fhir.create(prescriber, transaction_bundle([coded]))
+    stored = http.get(f"/api/v1/prescriptions/{created['code']}", headers=prescriber.headers).json
+    assert stored["lines"][0]["loinc"] is None
+    assert stored["lines"][0]["text"] == "Dosage de la vitamine B8"
+
+
+def test_loinc_19146_0_without_a_text_is_refused_where_it_is(fhir, prescriber):
+    coded = service_request("19146-0")
+    response = fhir.post("/fhir", prescriber, json=transaction_bundle([coded]))
+    assert response.status_code == 422
+    assert response.json["issue"][0]["expression"] == ["Bundle.entry[1].resource.code.text"]
+
+
+def test_an_urgent_request_without_its_reason_is_refused_where_it_is(fhir, prescriber):
+    urgent = service_request(BLOOD_COUNT, priority="urgent")
+    response = fhir.post("/fhir", prescriber, json=transaction_bundle([urgent]))
+    assert response.status_code == 422
+    [issue] = response.json["issue"]
+    assert "urgent_reason" in issue["diagnostics"]
+    assert issue["expression"] == [f"Bundle.entry[1].resource.extension('{EXT}urgent-reason')"]

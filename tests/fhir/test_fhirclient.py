@@ -86,11 +86,15 @@ def test_a_fhir_client_follows_a_prescription(live_server, prescriber, lab):
     assert scan.status_code == 200
     assert Task.read(code, smart.server).status == "in-progress"
     changes = [
-        {"op": "add", "reason": "bilan complété", "line": {"loinc": BLOOD_COUNT, "urgent": True}}
+        {
+            "op": "add",
+            "reason": "bilan complété",
+            "line": {"loinc": BLOOD_COUNT, "urgent": True, "urgent_reason": "anémie"},
+        }
     ]
     patched = requests.patch(
         f"{live_server}/api/v1/prescriptions/{code}",
-        json={"changes": changes},
+        json={"changes": changes, "mode": "urgent"},
         timeout=10,
         headers={**lab_headers, "If-Match": scan.headers["ETag"]},
     )
@@ -141,7 +145,8 @@ def assert_same(json_view: dict, fhir_lines: list[ServiceRequest], task: Task) -
                 line["label"],
             )
         else:
-            assert sr.code.text == line["text"] and sr.code.coding[0].code == "19146-0"
+            assert sr.code.text == line["text"]
+            assert [(c.system, c.code) for c in sr.code.coding] == [("http://loinc.org", "19146-0")]
         patient = sr.contained[0]
         assert (patient.gender, patient.birthDate.isostring) == (
             json_view["patient"]["sex"],

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from epu import clients, errors, history, laboratory, lifecycle, prescriptions
+from epu import clients, errors, history, laboratory, lifecycle, prescriptions, proposals
 from epu.actors import Actor
 from epu.statuses import ACTIVE, CANCELLED, COMPLETED, EXPIRED, IN_PROGRESS
-from models import Prescription
+from models import Prescription, Proposal
 from models.base import utcnow
 from tests.factories import BLOOD_COUNT, PROLACTIN, prescription_body
 
@@ -56,6 +56,12 @@ class World:
         ]
         laboratory.report(session=self.session, actor=self.lab, code=code, outcomes=outcomes)
 
+    def propose_an_exam(self, code: str) -> None:
+        change = {"op": "add", "line": {"loinc": "718-7"}, "reason": "anémie probable"}
+        proposals.change(
+            session=self.session, actor=self.lab, code=code, if_match=None, changes=[change]
+        )
+
     def expire(self, code: str) -> None:
         self.session.execute(
             update(Prescription)
@@ -70,14 +76,19 @@ class World:
         self.session.rollback()
         return found
 
-    def reach(self, state: str, role: str) -> tuple[str, Actor]:
-        """A prescription in `state`, and an actor who has `role` towards it."""
+    def reach(self, state: str, role: str, proposal: bool = False) -> tuple[str, Actor]:
+        """A prescription in `state`, and an actor who has `role` towards it; with `proposal`,
+        the laboratory proposed an exam on the way (still pending only while in progress)."""
         former = role == lifecycle.FORMER
         code = self.new(renewals=1 if former and state != COMPLETED else 0)
-        if former or state in (IN_PROGRESS, COMPLETED):
+        if former or state in (IN_PROGRESS, COMPLETED) or proposal:
             self.take(code)
+        if proposal:
+            self.propose_an_exam(code)
         if former or state == COMPLETED:
             self.report_all(code)  # completed, or active again for the renewal
+        elif proposal and state != IN_PROGRESS:
+            laboratory.release(session=self.session, actor=self.lab, code=code)
         if state == CANCELLED:
             prescriptions.cancel(session=self.session, actor=self.doctor, code=code, reason="x")
         if state == EXPIRED:
@@ -92,21 +103,55 @@ class World:
         return code, actor
 
 
-def _change(session, actor, code):
-    return laboratory.modify(
-        session=session,
-        actor=actor,
-        code=code,
-        if_match=None,
-        changes=[{"op": "remove", "line_id": "L2", "reason": "fait hier", "line": None}],
+def _change(mode):
+    def drive(session, actor, code):
+        return proposals.change(
+            session=session,
+            actor=actor,
+            code=code,
+            if_match=None,
+            changes=[{"op": "remove", "line_id": "L2", "reason": "fait hier", "line": None}],
+            mode=mode,
+        )
+
+    return drive
+
+
+def _withdraw(session, actor, code):
+    """The holder's pending proposal, made just before (by the holder, when there is one)."""
+    proposal_id = _pending(session, code) or "P1"
+    return proposals.withdraw(session=session, actor=actor, code=code, proposal_id=proposal_id)
+
+
+def _answer(verb):
+    def drive(session, actor, code):
+        proposal_id = _pending(session, code) or "P1"
+        use_case = proposals.accept if verb == "accept" else proposals.refuse
+        return use_case(
+            session=session, actor=actor, code=code, proposal_id=proposal_id, comment="vu"
+        )
+
+    return drive
+
+
+def _pending(session, code):
+    found = session.scalar(
+        select(Proposal.proposal_id)
+        .join(Prescription)
+        .where(Prescription.code == code, Proposal.status == "pending")
     )
+    session.rollback()
+    return found
 
 
 DRIVERS = {
     lifecycle.READ: lambda s, a, c: prescriptions.read(session=s, actor=a, code=c),
     lifecycle.TAKE: lambda s, a, c: laboratory.take(session=s, actor=a, code=c, ins_key=KEY),
     lifecycle.RELEASE: lambda s, a, c: laboratory.release(session=s, actor=a, code=c),
-    lifecycle.APPLY: _change,
+    lifecycle.PROPOSE: _change("proposal"),
+    lifecycle.APPLY: _change("urgent"),
+    lifecycle.WITHDRAW: _withdraw,
+    lifecycle.ANSWER: _answer("accept"),
     lifecycle.REPORT: lambda s, a, c: laboratory.report(
         session=s, actor=a, code=c, outcomes=[{"line_id": "L1", "outcome": "done"}]
     ),
@@ -121,13 +166,16 @@ REACHABLE = [
 ]
 
 
+WITH_A_PROPOSAL = (lifecycle.WITHDRAW, lifecycle.ANSWER)
+
+
 @pytest.mark.parametrize(("state", "role"), REACHABLE)
 def test_every_action_of_every_role_does_what_the_table_says(session, state, role):
     world = World(session)
     for action, drive in DRIVERS.items():
         if role not in lifecycle.ACTORS[action]:
             continue
-        code, actor = world.reach(state, role)
+        code, actor = world.reach(state, role, proposal=action in WITH_A_PROPOSAL)
         expected = lifecycle.outcome(state, action, role)
         if isinstance(expected, str):
             drive(session, actor, code)
@@ -176,3 +224,8 @@ def test_the_readme_shows_the_table():
     end = text.index("<!-- end of lifecycle table -->")
     shown = text[start:end].split("\n", 1)[1]
     assert shown == lifecycle.markdown(), "run: python -m epu.lifecycle, paste into README.md"
+
+
+def test_every_action_a_caller_can_ask_for_is_walked():
+    automatic = {lifecycle.COMPLETE, lifecycle.RENEW, lifecycle.EXPIRE}  # walked above
+    assert set(DRIVERS) | automatic == set(lifecycle.ACTIONS)

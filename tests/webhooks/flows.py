@@ -31,7 +31,10 @@ def done(http, lab, code, *line_ids, outcome="done") -> dict:
 def modify(http, lab, code, version: int) -> dict:
     response = http.patch(
         f"/api/v1/prescriptions/{code}",
-        json={"changes": [{"op": "add", "line": {"text": "Ferritine"}, "reason": "bilan"}]},
+        json={
+            "changes": [{"op": "add", "line": {"text": "Ferritine"}, "reason": "bilan"}],
+            "mode": "urgent",  # applied at once (a proposal, the default, answers 202)
+        },
         headers={**lab.headers, "If-Match": f'"v{version}"'},
     )
     assert response.status_code == 200, response.json

@@ -97,7 +97,8 @@ def test_every_event_reaches_its_subscribers_signed_with_no_health_data(
     expected_lab = {
         renewable: [
             "prescription.taken",
-            "prescription.modified",
+            "prescription.modified",  # the line added
+            "prescription.modified",  # applied at once (mode urgent), shown as such
             *line_events,
             "prescription.renewed",
             "prescription.taken",
