@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 EPU_PORT ?= 8000
 EPU_WORKERS ?= 2
 EPU_THREADS ?= 4
+EPU_SOCKET ?= $(or $(EPU_INSTANCE_DIR),instance)/gunicorn.sock
 SOAK ?= 0
 
 .PHONY: run test lint format bench clean
@@ -24,12 +25,16 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed
 	$(BIN)/epu db upgrade
 	$(BIN)/epu catalogue load-bundled
-	@# The dispatcher's parent becomes gunicorn (exec keeps the pid): it stops when gunicorn does.
+	@# The dispatcher's parent becomes the front (exec keeps the pid): it stops when it does.
+	@# The front (api/front.py) reads each request whole before gunicorn sees it: slow clients
+	@# cost a coroutine, not one of gunicorn's threads. It starts and stops gunicorn.
 	$(BIN)/epu dispatch --follow-parent & \
-	exec $(BIN)/gunicorn --bind 127.0.0.1:$(EPU_PORT) --workers $(EPU_WORKERS) \
+	exec $(BIN)/python -m api.front --listen 127.0.0.1:$(EPU_PORT) --socket $(EPU_SOCKET) -- \
+		$(BIN)/gunicorn --bind unix:$(EPU_SOCKET) --workers $(EPU_WORKERS) \
 		--worker-class gthread --threads $(EPU_THREADS) --no-control-socket \
 		--access-logfile - \
-		--access-logformat '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms' wsgi:app
+		--access-logformat '%({x-forwarded-for}i)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms' \
+		wsgi:app
 
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check .

@@ -2,7 +2,7 @@
 
 from http import HTTPStatus
 
-from flask import Flask, request
+from flask import Flask, Response, request
 from flask_smorest import Api
 
 from api import auth, bodies, errors, fhir, limits
@@ -41,7 +41,11 @@ def create_app(settings: Settings | None = None) -> Flask:
             "security": [{"bearer": []}],
         },
     )
-    engine = make_engine(settings.database_url)
+    engine = make_engine(
+        settings.database_url,
+        connect_timeout=settings.db_connect_timeout,
+        statement_timeout=settings.db_statement_timeout,
+    )
     app.extensions["epu.settings"] = settings
     app.extensions["epu.engine"] = engine
     app.extensions["epu.sessions"] = make_session_factory(engine)
@@ -54,6 +58,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     fhir.register_error_handlers(app)  # after errors.register: /fhir errors as OperationOutcome
     app.before_request(bodies.check_request)
     app.before_request(_require_json_body)
+    app.after_request(_protocol_headers)
     app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies)
     return app
 
@@ -90,6 +95,21 @@ class EpuApi(Api):
             if status >= 400:
                 response["content"] = {PROBLEM: {"schema": ProblemSchema}}
             self.spec.components.response(status.name, response, lazy=True)
+
+
+NO_STORE_TYPES = ("application/json", "application/problem+json", "application/fhir+json")
+
+
+def _protocol_headers(response: Response) -> Response:
+    """Nothing is sniffed; what a token gave is kept by no shared cache and no disk."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    if response.headers.get("Cache-Control") == "no-store":
+        return response  # the token endpoint's, as RFC 6749 writes it
+    if response.mimetype in NO_STORE_TYPES and (
+        "Authorization" in request.headers or request.path.startswith(("/api/v1", "/fhir/"))
+    ):
+        response.headers["Cache-Control"] = "no-store, private"
+    return response
 
 
 def _require_json_body() -> None:

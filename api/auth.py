@@ -1,5 +1,6 @@
 """OAuth2 client credentials (authlib) issuing ES256 JWTs, and bearer checks on /api/v1."""
 
+import base64
 import functools
 import hashlib
 import time
@@ -99,6 +100,7 @@ def _token_generator(signing_key: SigningKey, ttl: int) -> Callable:
             "exp": now + ttl,
         }
         token = jwt.encode({"alg": ALGORITHM, "kid": signing_key.kid}, claims, signing_key.key)
+        token = low_s(token)
         return {"access_token": token, "token_type": "Bearer", "expires_in": ttl}
 
     return generate
@@ -138,6 +140,28 @@ class TokenCache:
             self._items[key] = claims
             if len(self._items) > self._size:
                 self._items.popitem(last=False)
+
+
+def _signature_s(token: str) -> tuple[str, bytes, int] | None:
+    head, _, signature = token.rpartition(".")
+    try:
+        raw = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+    except ValueError:
+        return None
+    if len(raw) != 64:
+        return None
+    return head, raw, int.from_bytes(raw[32:], "big")
+
+
+def low_s(token: str) -> str:
+    """The same ES256 signature in its low-S form: (r, n - s) is also valid, and accepting both
+    would let anyone mint a second token string from each one issued (RFC 6979 / BIP 62)."""
+    parts = _signature_s(token)
+    if parts is None or parts[2] <= P256_ORDER // 2:
+        return token
+    head, raw, s = parts
+    signature = raw[:32] + (P256_ORDER - s).to_bytes(32, "big")
+    return head + "." + base64.urlsafe_b64encode(signature).rstrip(b"=").decode()
 
 
 class ClientCache:
@@ -198,6 +222,9 @@ def verify_token(token: str) -> dict:
     if claims is not None:
         return claims
     key: SigningKey = current_app.extensions["epu.signing_key"]
+    parts = _signature_s(token)
+    if parts is None or parts[2] > P256_ORDER // 2:
+        raise _unauthorized("The access token is invalid or expired.")
     try:
         decoded = jwt.decode(token, key.key, algorithms=[ALGORITHM])
         jwt.JWTClaimsRegistry(

@@ -5,6 +5,7 @@ from typing import Any
 
 from flask import Flask, Response, json
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from epu import errors
@@ -22,6 +23,7 @@ DOMAIN_STATUS: dict[type[errors.DomainError], int] = {
     errors.PrescriptionCompleted: 409,
     errors.PrescriptionExpired: 410,
     errors.PatientMismatch: 422,
+    errors.InsChecksPaused: 429,
     errors.NotCancellable: 409,
     errors.NotHeld: 409,
     errors.LineNotRequested: 409,
@@ -133,6 +135,7 @@ def _from_domain(error: errors.DomainError) -> Response:
         error.detail,
         errors_by_field=fields,
         members=error.members,
+        headers={"Retry-After": str(error.retry_after)} if hasattr(error, "retry_after") else None,
     )
 
 
@@ -165,6 +168,7 @@ def _from_http(error: HTTPException) -> Response:
             422, "validation", "The request is not valid", detail, errors_by_field=fields
         )
     headers = dict(data.get("headers", {}))
+    headers.update({k: v for k, v in error.get_headers() if k == "Allow"})
     if error.response is not None:
         headers.update({k: v for k, v in error.response.headers.items() if k == "Retry-After"})
     detail = data.get("message") or error.description or ""
@@ -172,8 +176,8 @@ def _from_http(error: HTTPException) -> Response:
     return problem_response(status, slug, error.name, detail, headers=headers)
 
 
-def _from_database(error: OperationalError) -> Response:
-    log.warning("database unavailable: %s", type(error.orig).__name__)
+def _from_database(error: OperationalError | PoolTimeout) -> Response:
+    log.warning("database unavailable: %s", type(getattr(error, "orig", error)).__name__)
     return problem_response(
         503,
         "unavailable",
@@ -195,4 +199,5 @@ def register(app: Flask) -> None:
     app.register_error_handler(Problem, _from_problem)
     app.register_error_handler(HTTPException, _from_http)
     app.register_error_handler(OperationalError, _from_database)
+    app.register_error_handler(PoolTimeout, _from_database)  # every connection is stuck
     app.register_error_handler(Exception, _from_unexpected)

@@ -22,6 +22,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from bench import (
     bodies,
     database,
+    hardening,
     measure,
     prepare,
     profiling,
@@ -283,6 +284,7 @@ def main() -> int:
         report.judge(rows)
         trips = queries.round_trips(db, env["EPU_SECRET_KEY"], accounts[0][0], accounts[1][0])
         extra = f"\n## Database round trips per request\n\n{trips}\n"
+        extra += "\n" + hardening.run(config.gunicorn, db, env, accounts, OUT)
         if config.soak_seconds > 0:
             extra += "\n" + soak.run(config.soak_seconds, config.gunicorn, db, env, accounts, OUT)
         info = meta(config, started, load_at_start)

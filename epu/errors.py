@@ -65,6 +65,19 @@ class PatientMismatch(DomainError):
     detail = "The INS given is not the one of this prescription's patient."
 
 
+class InsChecksPaused(DomainError):
+    slug = "ins_checks_paused"
+    title = "INS checks paused"
+    detail = (
+        "Too many INS mismatches for this prescription or from this laboratory: the INS check "
+        "is paused; scan without patient_ins, or retry later."
+    )
+
+    def __init__(self, detail: str | None = None, *, retry_after: int = 3600):
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
 class NotCancellable(DomainError):
     slug = "not_cancellable"
     title = "Prescription cannot be cancelled"

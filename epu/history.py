@@ -3,21 +3,22 @@
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, exists, select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, delete, exists, or_, select, true
+from sqlalchemy.orm import Session, aliased
 
 from epu.actors import Actor
-from epu.errors import PrescriptionNotFound
-from epu.prescriptions import apply_expiry, expire_now, find, parse_code
+from epu.errors import PrescriptionNotFound, ValidationFailed
+from epu.prescriptions import apply_expiry, expire_now, parse_code
 from epu.statuses import ACTIVE, CLOSED
 from models import Event, IdempotencyRecord, Line, Prescription
 from models.base import utcnow
 from models.db import writes
 
-# What a prescriber still sees when the patient objected to sharing the execution.
-_STATUS_ONLY_EVENTS = {"created", "cancelled", "expired", "completed"}
+# What a prescriber still sees when the patient objected to sharing the execution, and what a
+# laboratory sees of another laboratory's execution.
+_STATUS_ONLY_EVENTS = ("created", "cancelled", "expired", "completed")
 # ... and what the prescriber must answer, or be told was done without its agreement.
-_PROPOSAL_EVENTS = {
+_PROPOSAL_EVENTS = (
     "proposed",
     "proposal_withdrawn",
     "proposal_superseded",
@@ -25,46 +26,89 @@ _PROPOSAL_EVENTS = {
     "proposal_refused",
     "applied_urgent",
     "applied_prescriber_unavailable",
-}
+)
+DEFAULT_PAGE, MAX_PAGE = 100, 500
 
 
-def history(*, session: Session, actor: Actor, code: str) -> dict[str, Any]:
-    """Events oldest first, for the owner prescriber or a laboratory that holds or held it."""
-    prescription = find(session, parse_code(code), with_lines=False)
-    if prescription is None or not _may_read_history(session, prescription, actor):
+def history(
+    *,
+    session: Session,
+    actor: Actor,
+    code: str,
+    limit: int = DEFAULT_PAGE,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    """Events oldest first, a page at a time, for the owner prescriber or a laboratory that
+    holds or held it. A laboratory sees its own executions; of another laboratory's only the
+    status events, and nothing at all once the patient objected at another laboratory."""
+    prescription = session.scalar(
+        select(Prescription).where(Prescription.code == parse_code(code), _may_read_history(actor))
+    )
+    if prescription is None:
         session.rollback()
         raise PrescriptionNotFound()
     if prescription.status == ACTIVE and prescription.expires_at <= utcnow():
         expire_now(session=session, code=prescription.code)
-    events = session.scalars(
-        select(Event).where(Event.prescription_id == prescription.id).order_by(Event.id)
+    query = (
+        select(Event)
+        .where(Event.prescription_id == prescription.id, _visible_events(prescription, actor))
+        .order_by(Event.id)
+        .limit(min(max(limit, 1), MAX_PAGE) + 1)
     )
+    if cursor:
+        query = query.where(Event.id > _position(session, prescription, cursor))
+    events = list(session.scalars(query))
+    page = events[: min(max(limit, 1), MAX_PAGE)]
     hidden = prescription.sharing_withheld and actor.is_prescriber
-    items = [
-        _event(event, masked=_masked(event, actor, hidden))
-        for event in events
-        if not hidden or event.type in _STATUS_ONLY_EVENTS | _PROPOSAL_EVENTS
-    ]
+    items = [_event(event, masked=_masked(event, actor, hidden)) for event in page]
+    next_cursor = page[-1].public_id if len(events) > len(page) else None
     session.rollback()
-    return {"items": items}
+    return {"items": items, "next_cursor": next_cursor}
 
 
-def _may_read_history(session: Session, prescription: Prescription, actor: Actor) -> bool:
+def _may_read_history(actor: Actor):
+    """The caller's prescriptions, in the statement that finds the code: an unknown code and
+    another party's run exactly the same statements (no timing difference to measure)."""
     if actor.is_prescriber:
-        return prescription.prescriber_id == actor.client_pk
-    if prescription.lab_id == actor.client_pk:
-        return True
-    return bool(
-        session.scalar(
-            select(
-                exists().where(
-                    Event.prescription_id == prescription.id,
-                    Event.actor_client_id == actor.client_pk,
-                    Event.type == "taken",
-                )
-            )
+        return Prescription.prescriber_id == actor.client_pk
+    return or_(
+        Prescription.lab_id == actor.client_pk,
+        exists().where(
+            Event.prescription_id == Prescription.id,
+            Event.actor_client_id == actor.client_pk,
+            Event.type == "taken",
+        ),
+    )
+
+
+def _visible_events(prescription: Prescription, actor: Actor):
+    if actor.is_prescriber:
+        if prescription.sharing_withheld:
+            return Event.type.in_(_STATUS_ONLY_EVENTS + _PROPOSAL_EVENTS)
+        return true()
+    others = aliased(Event)
+    objection_elsewhere = exists().where(
+        others.prescription_id == prescription.id,
+        others.type == "sharing_withheld",
+        others.actor_client_id != actor.client_pk,
+    )
+    return or_(
+        Event.actor_role != "lab",
+        Event.actor_client_id == actor.client_pk,
+        and_(Event.type.in_(_STATUS_ONLY_EVENTS), ~objection_elsewhere),
+    )
+
+
+def _position(session: Session, prescription: Prescription, cursor: str) -> int:
+    position = session.scalar(
+        select(Event.id).where(
+            Event.prescription_id == prescription.id, Event.public_id == cursor[:24]
         )
     )
+    if position is None:
+        session.rollback()
+        raise ValidationFailed({"cursor": "not a cursor returned by this endpoint"})
+    return position
 
 
 def _masked(event: Event, actor: Actor, execution_hidden: bool) -> bool:
@@ -76,7 +120,7 @@ def _masked(event: Event, actor: Actor, execution_hidden: bool) -> bool:
 
 def _event(event: Event, *, masked: bool) -> dict[str, Any]:
     return {
-        "id": event.id,
+        "id": event.public_id,
         "at": event.at.isoformat().replace("+00:00", "Z"),
         "type": event.type,
         "actor": {

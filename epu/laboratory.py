@@ -1,14 +1,17 @@
 """Laboratory-side use cases: take charge, release, adapt, report outcomes. Each commits once."""
 
 from collections.abc import Collection
+from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from epu import codes, lifecycle, proposals, views
 from epu.actors import Actor
 from epu.audit import record
 from epu.errors import (
+    InsChecksPaused,
     InvalidPrescriptionCode,
     LineNotRequested,
     PatientMismatch,
@@ -24,8 +27,12 @@ from epu.statuses import (
     NOT_DONE,
     REQUESTED,
 )
-from models import Line, Prescription
+from models import Event, Line, Prescription
+from models.base import utcnow
 from models.db import writes
+
+INS_MISMATCHES_PER_HOUR = 5
+INS_MISMATCH_WINDOW = timedelta(hours=1)
 
 
 def normalise_scanned(raw: str) -> str:
@@ -63,7 +70,7 @@ def take(
         )
         if if_match is not None and prescription.version not in if_match:
             raise StaleVersion()
-        ins_match = _check_patient(prescription, patient_ins, ins_key)
+        ins_match = _check_patient(session, prescription, patient_ins, ins_key, actor)
     except Exception:
         session.commit()  # keeps a just-recorded expiry
         raise
@@ -84,10 +91,35 @@ def take(
     return body
 
 
-def _check_patient(prescription: Prescription, patient_ins: str | None, key: bytes) -> bool | None:
+def _check_patient(
+    session: Session,
+    prescription: Prescription,
+    patient_ins: str | None,
+    key: bytes,
+    actor: Actor,
+) -> bool | None:
+    """Whether the INS given is the patient's. Each mismatch is recorded in the history; after
+    INS_MISMATCHES_PER_HOUR of them the check is paused for the prescription (an oracle
+    otherwise: a guessed INS would be confirmed in a few hundred tries)."""
     if patient_ins is None or prescription.ins_pseudonym is None:
         return None
+    since = utcnow() - INS_MISMATCH_WINDOW
+    recent = list(
+        session.scalars(
+            select(Event.at).where(
+                Event.prescription_id == prescription.id,
+                Event.type == "ins_mismatch",
+                Event.at > since,
+            )
+        )
+    )
+    if len(recent) >= INS_MISMATCHES_PER_HOUR:
+        retry = min(recent) + INS_MISMATCH_WINDOW - utcnow()
+        raise InsChecksPaused(retry_after=max(1, int(retry.total_seconds()) + 1))
     if ins_pseudonym(patient_ins, key=key) != prescription.ins_pseudonym:
+        record(session, prescription, "ins_mismatch", actor, {})
+        if len(recent) + 1 == INS_MISMATCHES_PER_HOUR:
+            record(session, prescription, "ins_checks_paused", actor, {"hours": 1})
         raise PatientMismatch()
     return True
 

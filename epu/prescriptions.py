@@ -6,14 +6,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, String, insert, select, text
+from sqlalchemy import Integer, String, insert, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from epu import catalogue as catalogues
 from epu import codes, lifecycle, views
 from epu.actors import Actor
-from epu.audit import record
+from epu.audit import record, record_once
 from epu.errors import (
     IdempotencyKeyReused,
     NotCancellable,
@@ -382,10 +382,29 @@ def can_see(prescription: Prescription, actor: Actor) -> bool:
     return lifecycle.allows(prescription.status, lifecycle.READ, role(prescription, actor))
 
 
+def find_concerning(
+    session: Session, actor: Actor, code: str, *, lock: bool = False
+) -> Prescription | None:
+    """The prescription with this code if it concerns the caller, in one statement scoped to
+    it: another party's code and an unknown one run exactly the same statements (no timing
+    difference tells them apart)."""
+    query = select(Prescription).where(Prescription.code == code, _concerns(actor))
+    query = query.options(selectinload(Prescription.lines))
+    if lock:
+        query = query.with_for_update()
+    return session.scalar(query)
+
+
+def _concerns(actor: Actor):
+    if actor.is_prescriber:
+        return Prescription.prescriber_id == actor.client_pk
+    return or_(Prescription.lab_id == actor.client_pk, Prescription.last_lab_id == actor.client_pk)
+
+
 def find_visible(
     session: Session, actor: Actor, raw_code: str, *, lock: bool = False
 ) -> Prescription:
-    prescription = find(session, parse_code(raw_code), lock=lock)
+    prescription = find_concerning(session, actor, parse_code(raw_code), lock=lock)
     if prescription is None or not can_see(prescription, actor):
         raise PrescriptionNotFound()
     return prescription
@@ -425,7 +444,7 @@ def read(*, session: Session, actor: Actor, code: str) -> dict[str, Any]:
     """The full prescription; each read is recorded in the audit trail."""
     prescription = find_visible(session, actor, code, lock=True)
     apply_expiry(session, prescription)
-    record(session, prescription, "read", actor, {})
+    record_once(session, prescription, "read", actor)
     body = views.full(prescription, actor)
     session.commit()
     return body
@@ -547,8 +566,11 @@ def owned_code(*, session: Session, actor: Actor, code: str) -> str:
 def for_document(*, session: Session, actor: Actor, code: str) -> dict[str, Any]:
     """The full prescription for its printable ordonnance (owner prescriber only); recorded as
     'printed' in the audit trail, without changing its version."""
-    prescription = find(session, parse_code(code), lock=True)
-    if prescription is None or not actor.is_prescriber or not can_see(prescription, actor):
+    normalised = parse_code(code)
+    prescription = (
+        find_concerning(session, actor, normalised, lock=True) if actor.is_prescriber else None
+    )
+    if prescription is None or not can_see(prescription, actor):
         session.rollback()
         raise PrescriptionNotFound()
     apply_expiry(session, prescription)

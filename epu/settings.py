@@ -43,6 +43,9 @@ class Settings:
     rate_limit: str = "1200/minute"
     redis_url: str | None = None
     max_body_bytes: int = 256 * 1024
+    limits_path: str | None = None  # without Redis: the file the workers share their limits in
+    db_connect_timeout: int = 2  # seconds (PostgreSQL)
+    db_statement_timeout: float = 4.0  # seconds (PostgreSQL; 0: none)
     # How long an instance may go on trusting a client it checked: a revoked client is refused
     # on every instance within this delay (0: checked on every request).
     revocation_check_seconds: float = 0.5
@@ -68,6 +71,9 @@ class Settings:
             lookup_limit=_int("EPU_LOOKUP_LIMIT", 30),
             rate_limit=os.environ.get("EPU_RATE_LIMIT", "1200/minute"),
             redis_url=os.environ.get("EPU_REDIS_URL") or None,
+            limits_path=str(instance_dir / "limits.db"),
+            db_connect_timeout=_int("EPU_DB_CONNECT_TIMEOUT", 2),
+            db_statement_timeout=float(os.environ.get("EPU_DB_STATEMENT_TIMEOUT", 4.0)),
             revocation_check_seconds=float(os.environ.get("EPU_REVOCATION_CHECK_SECONDS", 0.5)),
             public_base_url=(os.environ.get("EPU_PUBLIC_BASE_URL") or "").rstrip("/") or None,
             trusted_proxies=tuple(

@@ -34,7 +34,17 @@ def _is_sqlite(session: Session) -> bool:
     return session.get_bind().dialect.name == "sqlite"
 
 
-def make_engine(url: str, **options) -> Engine:
+CONNECT_TIMEOUT = 2  # seconds, libpq's minimum
+STATEMENT_TIMEOUT = 4.0  # seconds, on the server, and the client's deadline just after it
+
+
+def make_engine(
+    url: str,
+    *,
+    connect_timeout: int = CONNECT_TIMEOUT,
+    statement_timeout: float = STATEMENT_TIMEOUT,
+    **options,
+) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 15}, **options)
         _make_sqlite_serialise_writers(engine)
@@ -42,8 +52,50 @@ def make_engine(url: str, **options) -> Engine:
     if "poolclass" not in options:
         options.setdefault("pool_size", 10)
         options.setdefault("max_overflow", 10)
-        options.setdefault("pool_pre_ping", True)
-    return create_engine(url, **options)
+        # No pre-ping: on a dead network it would hang before any deadline is armed; a dead
+        # connection fails its first statement instead (503) and the pool is refilled.
+        options.setdefault("pool_timeout", statement_timeout)
+    options["connect_args"] = {
+        **_network_timeouts(connect_timeout, statement_timeout),
+        **options.get("connect_args", {}),
+    }
+    engine = create_engine(url, **options)
+    if statement_timeout > 0:
+        _arm_statement_deadlines(engine, statement_timeout + 0.5)
+    return engine
+
+
+def _network_timeouts(connect_timeout: int, statement_timeout: float) -> dict:
+    return {
+        "connect_timeout": max(2, connect_timeout),
+        "keepalives": 1,
+        "keepalives_idle": 5,
+        "keepalives_interval": 2,
+        "keepalives_count": 2,
+        "tcp_user_timeout": int(statement_timeout * 1000),
+        "options": f"-c statement_timeout={int(statement_timeout * 1000)}",
+    }
+
+
+def _arm_statement_deadlines(engine: Engine, seconds: float) -> None:
+    from models.deadline import watchdog
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def arm(conn, cursor, statement, parameters, context, executemany):
+        fd = cursor.connection.pgconn.socket
+        conn.info.setdefault("epu_deadlines", []).append(watchdog().arm(fd, seconds))
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def disarm(conn, cursor, statement, parameters, context, executemany):
+        for ticket in conn.info.pop("epu_deadlines", []):
+            watchdog().disarm(ticket)
+
+    @event.listens_for(engine, "handle_error")
+    def disarm_on_error(context):
+        connection = context.connection
+        if connection is not None:
+            for ticket in connection.info.pop("epu_deadlines", []):
+                watchdog().disarm(ticket)
 
 
 def _make_sqlite_serialise_writers(engine: Engine) -> None:

@@ -1,3 +1,4 @@
+import secrets
 from datetime import date, datetime
 from typing import Any
 
@@ -184,10 +185,17 @@ class Proposal(Base):
     prescription: Mapped[Prescription] = relationship(back_populates="proposals")
 
 
+def new_public_id() -> str:
+    return secrets.token_hex(11)  # 22 characters a FHIR id may hold
+
+
 class Event(Base):
     """The audit trail: rows are only ever inserted (and purged with their prescription)."""
 
     __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_prescription_id_public_id", "prescription_id", "public_id", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     prescription_id: Mapped[int | None] = mapped_column(
@@ -200,6 +208,8 @@ class Event(Base):
     actor_identifier: Mapped[str | None] = mapped_column(String(16))
     actor_name: Mapped[str | None] = mapped_column(String(200))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # What the API shows: random, so that ids tell nothing of the activity of the whole base.
+    public_id: Mapped[str | None] = mapped_column(String(24), default=new_public_id)
 
 
 class IdempotencyRecord(Base):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import struct
+import threading
 import warnings
 import zlib
 
@@ -11,6 +12,11 @@ import zxingcpp
 from PIL import Image
 
 DEFAULT_MAX_PIXELS = 40_000_000
+PNG_MAX_PIXELS = 16_000_000  # an A4 page at 400 dpi; a PNG is decoded whole (RGBA: 64 MB)
+DECODED_PIXELS = 12_000_000  # a JPEG larger than this is decoded at 1/2, 1/4 or 1/8 scale
+CONCURRENT_DECODES = 2
+DECODE_WAIT = 10.0  # seconds
+_decodes = threading.BoundedSemaphore(CONCURRENT_DECODES)
 MAX_SIDE = 65_535  # the decoder's limit on either side
 
 _SIGNATURES = {
@@ -35,15 +41,26 @@ class ImageTooLarge(QRImageError):
     """The image declares more pixels than allowed."""
 
 
+class DecoderBusy(QRImageError):
+    """Every decoding slot of this process stayed taken for DECODE_WAIT seconds."""
+
+
 class UnreadableImage(QRImageError):
     """The image is corrupt or truncated."""
 
 
 def decode_codes(image_bytes: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> list[str]:
-    """Return the distinct texts of the QR codes in a PNG or JPEG image, in decoder order."""
-    # No downscaling of our own: zxing-cpp already scans a pyramid of reduced copies
-    # (try_downscale) and reads a whole A4 page at 300 dpi in a few tens of milliseconds.
-    return _read_texts(_load_gray(image_bytes, max_pixels))
+    """Return the distinct texts of the QR codes in a PNG or JPEG image, in decoder order.
+
+    Memory is bounded: a JPEG is decoded at a reduced scale (its DCT allows it) down to
+    DECODED_PIXELS, a PNG (which cannot be) may hold at most PNG_MAX_PIXELS, and at most
+    CONCURRENT_DECODES images are decoded at once per process (DecoderBusy after a wait)."""
+    if not _decodes.acquire(timeout=DECODE_WAIT):
+        raise DecoderBusy("too many images are being decoded; retry shortly")
+    try:
+        return _read_texts(_load_gray(image_bytes, max_pixels))
+    finally:
+        _decodes.release()
 
 
 def _sniff_format(image_bytes: bytes) -> str:
@@ -70,8 +87,14 @@ def _open_lazily(image_bytes: bytes, max_pixels: int) -> Image.Image:
     width, height = image.size
     if width > MAX_SIDE or height > MAX_SIDE:
         raise ImageTooLarge(f"image is {width}x{height} pixels, wider or taller than {MAX_SIDE}")
-    if width * height > max_pixels:
-        raise ImageTooLarge(f"image has {width}x{height} pixels, more than {max_pixels}")
+    limit = min(max_pixels, PNG_MAX_PIXELS) if image.format == "PNG" else max_pixels
+    if width * height > limit:
+        raise ImageTooLarge(f"image has {width}x{height} pixels, more than {limit}")
+    if image.format != "PNG" and width * height > DECODED_PIXELS:
+        scale = 2
+        while width * height // (scale * scale) > DECODED_PIXELS and scale < 8:
+            scale *= 2
+        image.draft("L", (width // scale, height // scale))  # decoded at that scale, in gray
     return image
 
 

@@ -2,11 +2,12 @@
 
 from datetime import UTC, datetime
 
-from flask import Response, request
+from flask import Response, current_app, request
 from flask_smorest import Blueprint
 
 from api.auth import current_actor, require
 from api.docs import WITH_QUERY, refusals
+from api.documents.printing import RenderCache
 from api.documents.schemas import BINARY, OrdonnanceQuery, QrQuery
 from api.extensions import db_session
 from epu import prescriptions
@@ -95,17 +96,24 @@ def _qr_image(code: str, scale: int, fmt: str) -> Response:
     },
     description="The A4 ordonnance (recorded as 'printed' in the history)",
 )
-@refusals(blp, {404: NOT_FOUND}, WITH_QUERY)
+@refusals(
+    blp, {404: NOT_FOUND, 429: "Too many requests, or an ordonnance being rendered"}, WITH_QUERY
+)
 @require(PRESCRIBER, LAB)
 def ordonnance(query, code):
     """The printable A4 ordonnance with its QR code; a patient name given is printed, not kept"""
-    body = prescriptions.for_document(session=db_session(), actor=current_actor(), code=code)
+    actor = current_actor()
+    body = prescriptions.for_document(session=db_session(), actor=actor, code=code)
     birth_date = query.get("patient_birth_date")
-    pdf = render_ordonnance_pdf(
-        body,
-        patient_name=(query.get("patient_name") or "").strip() or None,
-        patient_birth_date=birth_date.isoformat() if birth_date else None,
-        issued_at=datetime.now(UTC),
+    name = (query.get("patient_name") or "").strip() or None
+    birth = birth_date.isoformat() if birth_date else None
+    key = RenderCache.key(body["code"], body["version"], body["status"], name, birth)
+    pdf = current_app.extensions.setdefault("epu.pdf_cache", RenderCache()).get_or_render(
+        key,
+        actor.client_pk,
+        lambda: render_ordonnance_pdf(
+            body, patient_name=name, patient_birth_date=birth, issued_at=datetime.now(UTC)
+        ),
     )
     return Response(
         pdf,

@@ -17,7 +17,13 @@ from api.errors import Problem, flatten
 from api.limits import limits
 from epu import codes
 from epu.errors import ValidationFailed
-from qr.decode import ImageTooLarge, UnreadableImage, UnsupportedImage, decode_codes
+from qr.decode import (
+    DecoderBusy,
+    ImageTooLarge,
+    UnreadableImage,
+    UnsupportedImage,
+    decode_codes,
+)
 
 MULTIPART = "multipart/form-data"
 MAX_IMAGE_BYTES = 5 * 1024 * 1024
@@ -26,6 +32,7 @@ MAX_BODY_BYTES = MAX_IMAGE_BYTES + 64 * 1024
 MAX_FORM_PARTS = 8
 MAX_PIXELS = 40_000_000
 FORM_FIELDS = ("patient_ins", "patient_objects_to_sharing")
+COUNTED_AS_FAILED_SCANS = ("no_code_found", "unreadable_image")
 
 
 def scan_request_body(schema: type[Schema]) -> dict[str, Any]:
@@ -73,7 +80,14 @@ def scan_from_image(schema: type[Schema]) -> dict[str, Any]:
         if request.form.get(name, "").strip()
     }
     _load(schema, fields, partial=("code",))
-    return _load(schema, {**fields, "code": _code_in(_image_bytes())})
+    with limits().failed_scan_slot(current_actor()) as slot:
+        try:
+            code = _code_in(_image_bytes())
+        except Problem as refused:
+            if refused.slug in COUNTED_AS_FAILED_SCANS:  # decoding is what a guesser pays for
+                slot.keep()
+            raise
+    return _load(schema, {**fields, "code": code})
 
 
 def _load(schema: type[Schema], data: dict[str, Any], **options: Any) -> dict[str, Any]:
@@ -101,10 +115,12 @@ def _code_in(image: bytes) -> str:
         texts = decode_codes(image, max_pixels=MAX_PIXELS)
     except UnsupportedImage as error:
         raise Problem(415, "The image must be a PNG or a JPEG.") from error
-    except ImageTooLarge as error:
+    except DecoderBusy as error:
         raise Problem(
-            413, f"The image has more than {MAX_PIXELS:,} pixels: send a smaller photo."
+            503, "Too many photos are being read: retry shortly.", headers={"Retry-After": "2"}
         ) from error
+    except ImageTooLarge as error:
+        raise Problem(413, f"The image is too large ({error}): send a smaller photo.") from error
     except UnreadableImage as error:
         raise Problem(
             422,

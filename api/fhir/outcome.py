@@ -8,6 +8,7 @@ import orjson
 from flask import Blueprint, Flask, Response, request
 from marshmallow import ValidationError as MarshmallowError
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from api.errors import DOMAIN_STATUS, Problem, flatten
@@ -141,7 +142,7 @@ def from_http(error: HTTPException) -> Response:
 
 
 def from_database(error: OperationalError) -> Response:
-    log.warning("database unavailable: %s", type(error.orig).__name__)
+    log.warning("database unavailable: %s", type(getattr(error, "orig", error)).__name__)
     issue = Issue("The database is busy or unreachable; retry shortly.", "transient")
     return outcome_response(503, [issue], {"Retry-After": "1"})
 
@@ -159,6 +160,7 @@ HANDLERS: tuple[tuple[type[Exception], Callable[..., Response]], ...] = (
     (MarshmallowError, from_marshmallow),
     (HTTPException, from_http),
     (OperationalError, from_database),
+    (PoolTimeout, from_database),
     (Exception, from_unexpected),
 )
 

@@ -313,28 +313,53 @@ def read_audit_event(resource_id: str):
     code, _, event_id = resource_id.rpartition("-")
     if not code or not event_id:
         raise not_found("AuditEvent")
-    items = history.history(session=db_session(), actor=current_actor(), code=code)["items"]
-    code = prescriptions.parse_code(code)
-    found = next((item for item in items if str(item["id"]) == event_id), None)
-    if found is None:
-        raise not_found("AuditEvent")
-    return wire.respond(outbound.audit_events(code, [found])[0])
+    cursor, session, actor = None, db_session(), current_actor()
+    while True:
+        page = history.history(
+            session=session, actor=actor, code=code, limit=history.MAX_PAGE, cursor=cursor
+        )
+        found = next((item for item in page["items"] if str(item["id"]) == event_id), None)
+        if found is not None:
+            resource = outbound.audit_events(prescriptions.parse_code(code), [found])[0]
+            return wire.respond(resource)
+        cursor = page["next_cursor"]
+        if cursor is None:
+            raise not_found("AuditEvent")
 
 
 @get("/AuditEvent")
 @require(PRESCRIBER, LAB)
 def search_audit_events():
+    """A prescription's history, `_count` events a page with the history's own cursor."""
     query = params.search_args("AuditEvent")
     entity = query.one("entity")
     if entity is None:
         raise params.bad("entity (Task/<code>) is required.", "entity")
+    result, state = params.result(query), pages.cursor_state(query)
     kind, _, code = entity.rpartition("/")
-    items: list[dict[str, Any]] = []
-    if kind in ("", "Task", f"{wire.base_url()}/Task") and code:
-        try:
-            items = history.history(session=db_session(), actor=current_actor(), code=code)["items"]
-            code = prescriptions.parse_code(code)
-        except PrescriptionNotFound:
-            items = []
-    resources = outbound.audit_events(code, items)
-    return wire.respond(pages.listed(query, resources, pages.cursor_state(query)))
+    if kind not in ("", "Task", f"{wire.base_url()}/Task") or not code:
+        return wire.respond(pages.bundle(query, [], None, 0))
+    session, actor = db_session(), current_actor()
+    limit = history.MAX_PAGE if result.count_only else max(result.count, 1)
+    try:
+        page = history.history(
+            session=session,
+            actor=actor,
+            code=code,
+            limit=limit,
+            cursor=(state or {}).get("history"),
+        )
+        code = prescriptions.parse_code(code)
+    except PrescriptionNotFound:
+        return wire.respond(pages.bundle(query, [], None, 0))
+    items = page["items"]
+    last = state is None and page["next_cursor"] is None
+    total = len(items) if last else None
+
+    def go_on(shown: int) -> dict[str, Any] | None:
+        if shown == len(items) and page["next_cursor"] is None:
+            return None
+        return pages.state_for(history=items[shown - 1]["id"])
+
+    resources = (resource for resource in outbound.audit_events(code, items))
+    return wire.respond(pages.bundle(query, resources, go_on if items else None, total))

@@ -23,6 +23,8 @@ FORM = "application/x-www-form-urlencoded"
 FORMATS = ("json", FHIR_JSON, "application/json", "application/json+fhir")
 ACCEPTED_TYPES = (*FORMATS[1:], "application/*", "*/*")
 FHIR_VERSIONS = ("4.0", "4.0.1")
+MAX_ISSUES = 100  # an invalid resource is answered with its first issues, not all of them
+MAX_ENTRIES = 100  # a transaction holds a prescription: its lines and a few resources
 _FORBIDDEN_CHARACTER = re.compile("[\x00\ud800-\udfff]")
 _VERSION = re.compile(r'(?:W/)?"(\d{1,18})"')
 
@@ -110,13 +112,21 @@ def parse(model: type[Model], body: dict[str, Any], root: str) -> Model:
                 )
             ],
         )
+    entries = body.get("entry")
+    if isinstance(entries, list) and len(entries) > MAX_ENTRIES:
+        detail = f"A {root} holds at most {MAX_ENTRIES} entries here, not {len(entries)}."
+        raise FhirError(413, [Issue(detail, "too-costly", expression=(f"{root}.entry",))])
     try:
         return model.model_validate(body)
     except pydantic.ValidationError as error:
+        found = error.error_count()
         issues = [
             Issue(f"{item['msg']}", "structure", expression=(fhir_path(root, item["loc"]),))
-            for item in error.errors()
+            for item in error.errors(include_url=False, include_context=False)[:MAX_ISSUES]
         ]
+        if found > MAX_ISSUES:
+            detail = f"{found} issues found; only the first {MAX_ISSUES} are listed."
+            issues.append(Issue(detail, "too-costly", severity="information"))
         raise FhirError(400, issues) from error
     except (KeyError, ValueError, TypeError) as error:  # e.g. an unknown resourceType inside
         raise FhirError(400, [Issue(f"Not a valid {root}: {error}", "structure")]) from error

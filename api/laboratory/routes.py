@@ -1,3 +1,5 @@
+from contextlib import nullcontext
+
 from flask_smorest import Blueprint
 
 from api.auth import current_actor, require
@@ -10,7 +12,7 @@ from api.limits import limits
 from api.prescriptions.schemas import PrescriptionOut
 from epu import laboratory, proposals
 from epu.actors import LAB
-from epu.errors import PrescriptionNotFound
+from epu.errors import PatientMismatch, PrescriptionNotFound
 
 NOT_HELD = "Not held by this laboratory"
 
@@ -39,11 +41,13 @@ IF_MATCH = {
         404: "No such prescription",
         409: "Held by another laboratory, or completed",
         410: "Cancelled or expired",
-        413: "Body too large; image over 5 MB or 40 million pixels",
+        413: "Body too large; image over 5 MB, 40 million pixels (16 million in PNG) "
+        "or 65,535 on a side",
         415: "Neither JSON nor a PNG or JPEG part 'image'",
         422: "Invalid code (check character) or patient mismatch; in an image: "
         "no_code_found, several_codes or unreadable_image",
-        429: "Too many requests, or too many unknown codes scanned",
+        429: "Too many requests, too many unknown codes scanned, or INS checks paused "
+        "after too many INS mismatches",
     },
     WITH_BODY,
 )
@@ -62,21 +66,28 @@ def take(
     code: str, patient_ins: str | None, objects_to_sharing: bool, if_match: set[int] | None = None
 ) -> dict:
     actor = current_actor()
-    limits().check_scans_allowed(actor)
-    try:
-        return laboratory.take(
-            session=db_session(),
-            actor=actor,
-            code=code,
-            ins_key=ins_key(),
-            patient_ins=patient_ins,
-            objects_to_sharing=objects_to_sharing,
-            if_match=if_match,
-        )
-    except PrescriptionNotFound:
-        if limits().count_failed_scan(actor):
-            laboratory.note_scans_blocked(session=db_session(), actor=actor)
-        raise
+    with (
+        limits().failed_scan_slot(actor) as slot,
+        limits().ins_mismatch_slot(actor) if patient_ins else nullcontext() as ins_slot,
+    ):
+        try:
+            return laboratory.take(
+                session=db_session(),
+                actor=actor,
+                code=code,
+                ins_key=ins_key(),
+                patient_ins=patient_ins,
+                objects_to_sharing=objects_to_sharing,
+                if_match=if_match,
+            )
+        except PrescriptionNotFound:
+            slot.keep()
+            if slot.exhausted:
+                laboratory.note_scans_blocked(session=db_session(), actor=actor)
+            raise
+        except PatientMismatch:
+            ins_slot.keep()
+            raise
 
 
 @blp.post("/prescriptions/<code>/release")

@@ -11,7 +11,7 @@ class ScanIn(Schema):
         metadata={
             "description": "What the scanner read or the receptionist "
             "typed; case, spaces, hyphens and I/L/O are forgiven",
-            "example": "01S2-TBPZ-2JCN-ZZYG-HZ",
+            "example": "01S2-TBPZ-2JCN-ZZYG-H6",
         },
     )
     patient_ins = fields.String(

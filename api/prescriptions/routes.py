@@ -9,6 +9,7 @@ from api.prescriptions.schemas import (
     AcceptIn,
     CancelIn,
     HistoryOut,
+    HistoryQuery,
     ListQuery,
     PrescriptionIn,
     PrescriptionOut,
@@ -126,12 +127,13 @@ def cancel(data, code):
 
 
 @blp.get("/<code>/history")
+@blp.arguments(HistoryQuery, location="query")
 @blp.response(200, HistoryOut)
-@refusals(blp, {404: NOT_FOUND})
+@refusals(blp, {404: NOT_FOUND}, WITH_QUERY)
 @require(PRESCRIBER, LAB)
-def read_history(code):
-    """The audit trail, oldest first"""
-    return history.history(session=db_session(), actor=current_actor(), code=code)
+def read_history(query, code):
+    """The audit trail, oldest first, a page at a time (next_cursor)"""
+    return history.history(session=db_session(), actor=current_actor(), code=code, **query)
 
 
 ANSWER_REFUSALS = {

@@ -112,7 +112,7 @@ class PatientIn(Schema):
         validate=validate.Length(max=32),
         metadata={
             "description": "INS (15 characters); only a keyed pseudonym is stored",
-            "example": "269052A12345634",
+            "example": "269052A12345688",
         },
     )
     sex = fields.String(required=True, validate=validate.OneOf(SEXES))
@@ -289,7 +289,7 @@ class ProposalsSummaryOut(Schema):
 
 
 class PrescriptionOut(Schema):
-    code = fields.String(metadata={"example": "01S2TBPZ2JCNZZYGHZ"})
+    code = fields.String(metadata={"example": "01S2TBPZ2JCNZZYGH6"})
     status = fields.String(validate=validate.OneOf(PRESCRIPTION_STATUSES))
     version = fields.Integer()
     modified = fields.Boolean(allow_none=True)
@@ -338,7 +338,7 @@ class ActorOut(Schema):
 
 
 class EventOut(Schema):
-    id = fields.Integer()
+    id = fields.String(metadata={"description": "Opaque; also the cursor after this event"})
     at = fields.String(metadata={"format": "date-time"})
     type = fields.String()
     actor = fields.Nested(ActorOut)
@@ -347,3 +347,9 @@ class EventOut(Schema):
 
 class HistoryOut(Schema):
     items = fields.List(fields.Nested(EventOut))
+    next_cursor = fields.String(allow_none=True)
+
+
+class HistoryQuery(Schema):
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=500))
+    cursor = fields.String(validate=validate.Length(max=24))

@@ -272,3 +272,47 @@ def test_an_ins_in_other_scripts_digits_is_not_an_ins(http, prescriber, session)
     response = http.post("/api/v1/prescriptions", json=body, headers=prescriber.headers)
     assert response.status_code == 422
     assert "patient.ins" in response.json["errors"]
+
+
+def test_an_invalid_bundle_lists_its_first_100_issues_and_says_so(http, prescriber):
+    entry = {
+        "resource": {
+            "resourceType": "ServiceRequest",
+            "status": 12,
+            "intent": [],
+            "code": {"coding": [{"system": 1, "code": 2}] * 20},
+        },
+        "request": {"method": "POST", "url": "ServiceRequest"},
+    }
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [entry] * 90}
+    response = http.post("/fhir", json=bundle, headers={**prescriber.headers, "Content-Type": FHIR})
+    assert response.status_code == 400
+    issues = response.json["issue"]
+    assert len(issues) == 101
+    assert issues[-1]["severity"] == "information"
+    assert "only the first 100" in issues[-1]["diagnostics"]
+
+
+def test_a_bundle_of_more_than_100_entries_is_refused_before_validation(http, prescriber):
+    entry = {"resource": {"resourceType": "ServiceRequest"}, "request": {"method": "POST"}}
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [entry] * 101}
+    response = http.post("/fhir", json=bundle, headers={**prescriber.headers, "Content-Type": FHIR})
+    assert response.status_code == 413
+    assert response.json["issue"][0]["code"] == "too-costly"
+
+
+def test_the_openapi_examples_of_the_ins_and_the_code_are_valid_values(http):
+    from epu import codes
+    from epu.identifiers import is_ins
+
+    document = http.get("/api/openapi.json").json
+    schemas = document["components"]["schemas"]
+    examples = {
+        name: schema["properties"][field]["example"]
+        for name, schema in schemas.items()
+        for field in ("ins", "code")
+        if "example" in schema.get("properties", {}).get(field, {})
+    }
+    assert is_ins(schemas["PatientIn"]["properties"]["ins"]["example"])
+    for name in ("ScanIn", "PrescriptionOut"):
+        codes.normalise(examples[name])  # raises on a bad check character

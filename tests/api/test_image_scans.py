@@ -332,3 +332,13 @@ def test_openapi_documents_both_scan_bodies(http):
     assert form["required"] == ["image"]
     assert form["properties"]["image"]["format"] == "binary"
     assert {"413", "415", "422"} <= set(operation["responses"])
+
+
+def test_images_without_a_code_count_toward_the_failed_scan_limit(http, app, settings, lab):
+    from api.limits import Limits
+    from epu.settings import Settings
+
+    app.extensions["epu.limits"] = Limits(Settings(**{**vars(settings), "failed_scan_limit": 3}))
+    blank = encode(Image.new("L", (400, 400), 255))
+    statuses = [scan_image(http, lab, blank).status_code for _ in range(4)]
+    assert statuses == [422, 422, 422, 429]

@@ -9,7 +9,7 @@ from api.limits import Limits
 from epu.actors import Actor
 from epu.settings import Settings
 
-REDIS_URL = "redis://127.0.0.1:6379/14"
+REDIS_URL = f"redis://127.0.0.1:6379/{os.environ.get('EPU_TEST_REDIS_DB', '14')}"
 
 
 @pytest.fixture
@@ -76,3 +76,56 @@ def test_general_request_limit(redis_url):
         limits.count_request(actor)
     assert refused.value.status == 429
     assert 1 <= int(refused.value.headers["Retry-After"]) <= 60
+
+
+def concurrent_failed_scans(instances: list[Limits], actor: Actor, attempts: int) -> int:
+    """Failed scans let through when `attempts` scans of unknown codes race on these instances."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def scan(index: int) -> bool:
+        try:
+            instances[index % len(instances)].count_failed_scan(actor)
+        except Exception:  # noqa: BLE001 - a 429: refused
+            return False
+        return True
+
+    with ThreadPoolExecutor(16) as pool:
+        return sum(pool.map(scan, range(attempts)))
+
+
+def test_concurrent_failed_scans_never_overshoot_the_limit_in_redis(redis_url):
+    instances = [limits_with(redis_url, limit=20) for _ in range(3)]
+    assert concurrent_failed_scans(instances, lab(), 80) == 20
+
+
+def test_the_workers_of_one_instance_share_a_file_without_redis(tmp_path):
+    def with_file() -> Limits:
+        return Limits(
+            Settings(
+                database_url="sqlite://",
+                secret_key="s",
+                failed_scan_limit=20,
+                limits_path=str(tmp_path / "limits.db"),
+            )
+        )
+
+    assert concurrent_failed_scans([with_file(), with_file()], lab(), 60) == 20
+
+
+def test_a_scan_that_finds_its_code_gives_its_slot_back():
+    limits, actor = limits_with(None, limit=2), lab()
+    for _ in range(5):
+        with limits.failed_scan_slot(actor):
+            pass  # found: not kept
+    assert limits.count_failed_scan(actor) is False
+
+
+def test_unreachable_redis_degrades_to_per_process_counting_without_error(caplog):
+    limits, actor = limits_with("redis://127.0.0.1:1/0", limit=3), lab()
+    for _ in range(5):
+        limits.count_request(actor)  # 5/minute: all allowed, counted in memory
+    with pytest.raises(Exception) as refused:
+        limits.count_request(actor)
+    assert refused.value.status == 429
+    assert limits.state == "degraded"
+    assert sum("Redis unreachable" in record.message for record in caplog.records) == 1

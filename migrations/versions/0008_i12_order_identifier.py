@@ -1,15 +1,15 @@
 """the prescriber software's own order identifier, unique per prescriber
 
-Revision ID: 0007_i12
-Revises: 0006_i09
+Revision ID: 0008_i12
+Revises: 0007_i13
 Create Date: 2026-12-01
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007_i12"
-down_revision = "0006_i09"
+revision = "0008_i12"
+down_revision = "0007_i13"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,183 @@
+"""The history: paged, with opaque ids, repeated reads counted in one event, a laboratory
+seeing only its own executions; and "not yours" running the same statements as "no such"."""
+
+import json
+
+import pytest
+from sqlalchemy import event as sa_event
+from sqlalchemy import select
+
+from epu.audit import record
+from epu.codes import check_character
+from models import Event, Prescription
+from tests.factories import prescription_body
+
+UNKNOWN = "01S2TBPZ2JCNZZYGH" + check_character("01S2TBPZ2JCNZZYGH")
+
+
+def create(http, prescriber) -> str:
+    response = http.post(
+        "/api/v1/prescriptions", json=prescription_body(), headers=prescriber.headers
+    )
+    assert response.status_code == 201
+    return response.json["code"]
+
+
+def history(http, party, code, **query):
+    response = http.get(
+        f"/api/v1/prescriptions/{code}/history", query_string=query, headers=party.headers
+    )
+    assert response.status_code == 200, response.json
+    return response.json
+
+
+def test_the_history_is_paged_with_opaque_ids(http, session, prescriber):
+    code = create(http, prescriber)
+    prescription = session.scalar(select(Prescription).where(Prescription.code == code))
+    for n in range(249):
+        record(session, prescription, "released", None, {"n": n})
+    session.commit()
+    seen, cursor, pages = [], None, 0
+    while True:
+        page = history(http, prescriber, code, limit=100, **({"cursor": cursor} if cursor else {}))
+        seen += page["items"]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == 3 and len(seen) == 250
+    assert [item.get("detail", {}).get("n") for item in seen[1:]] == list(range(249))
+    ids = [item["id"] for item in seen]
+    assert len(set(ids)) == 250
+    integer_ids = {str(pk) for pk in session.scalars(select(Event.id))}
+    assert not integer_ids & set(ids)  # nothing of the global sequence shows
+    assert all(isinstance(i, str) and len(i) == 22 for i in ids)
+
+
+@pytest.mark.parametrize("cursor", ["nope", "0" * 22, "1"])
+def test_a_crafted_history_cursor_is_422(http, prescriber, cursor):
+    code = create(http, prescriber)
+    response = http.get(
+        f"/api/v1/prescriptions/{code}/history?cursor={cursor}", headers=prescriber.headers
+    )
+    assert response.status_code == 422
+
+
+def test_repeated_reads_by_one_party_are_one_event_with_a_count(http, prescriber, lab):
+    code = create(http, prescriber)
+    for _ in range(5):
+        assert (
+            http.get(f"/api/v1/prescriptions/{code}", headers=prescriber.headers).status_code == 200
+        )
+    assert http.post("/api/v1/scans", json={"code": code}, headers=lab.headers).status_code == 200
+    for _ in range(3):
+        http.get(f"/api/v1/prescriptions/{code}", headers=lab.headers)
+    reads = [item for item in history(http, prescriber, code)["items"] if item["type"] == "read"]
+    assert [(r["actor"]["role"], r["detail"].get("count", 1)) for r in reads] == [
+        ("prescriber", 5),
+        ("lab", 3),
+    ]
+
+
+def execution(http, lab, code, reason, **scan):
+    taken = http.post("/api/v1/scans", json={"code": code, **scan}, headers=lab.headers)
+    assert taken.status_code == 200, taken.json
+    changed = http.patch(
+        f"/api/v1/prescriptions/{code}",
+        json={"changes": [{"op": "add", "line": {"text": f"Exam {reason}"}, "reason": reason}]},
+        headers={**lab.headers, "If-Match": taken.headers["ETag"]},
+    )
+    assert changed.status_code in (200, 202), changed.json  # applied, or proposed
+
+
+def test_a_laboratory_sees_only_its_own_execution(http, prescriber, lab, other_lab):
+    code = create(http, prescriber)
+    execution(http, lab, code, "first-lab-reason")
+    assert (
+        http.post(f"/api/v1/prescriptions/{code}/release", headers=lab.headers).status_code == 200
+    )
+    execution(http, other_lab, code, "second-lab-secret")
+    lines = http.get(f"/api/v1/prescriptions/{code}", headers=other_lab.headers).json["lines"]
+    outcomes = [
+        {"line_id": line["id"], "outcome": "done"}
+        for line in lines
+        if line["status"] == "requested"
+    ]
+    finished = http.post(
+        f"/api/v1/prescriptions/{code}/done", json={"lines": outcomes}, headers=other_lab.headers
+    )
+    assert finished.status_code == 200, finished.json
+    first = history(http, lab, code)["items"]
+    text = json.dumps(first)
+    assert "first-lab-reason" in text
+    assert "second-lab-secret" not in text
+    assert {item["type"] for item in first if item["actor"]["role"] == "lab"} >= {"taken"}
+    others = [
+        item
+        for item in first
+        if item["actor"]["role"] == "lab" and item["actor"]["identifier"] is None
+    ]
+    assert [item["type"] for item in others] == ["completed"]  # status only
+    assert "second-lab-secret" in json.dumps(history(http, other_lab, code)["items"])
+
+
+def test_an_objection_at_a_later_laboratory_hides_its_execution_completely(
+    http, prescriber, lab, other_lab
+):
+    code = create(http, prescriber)
+    execution(http, lab, code, "first-lab-reason")
+    http.post(f"/api/v1/prescriptions/{code}/release", headers=lab.headers)
+    execution(http, other_lab, code, "second-lab-secret", patient_objects_to_sharing=True)
+    first = history(http, lab, code)["items"]
+    assert all(
+        item["actor"]["role"] != "lab" or item["actor"]["identifier"] == lab.identifier
+        for item in first
+    )
+    assert "second-lab-secret" not in json.dumps(first)
+
+
+class Statements:
+    def __init__(self, engine):
+        self.engine, self.seen = engine, []
+
+    def __enter__(self):
+        sa_event.listen(self.engine, "before_cursor_execute", self._seen)
+        return self.seen
+
+    def __exit__(self, *exc):
+        sa_event.remove(self.engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, _conn, _cursor, statement, *_args):
+        self.seen.append(statement)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/prescriptions/{code}",
+        "/api/v1/prescriptions/{code}/status",
+        "/api/v1/prescriptions/{code}/history",
+        "/api/v1/prescriptions/{code}/ordonnance.pdf",
+        "/fhir/ServiceRequest/{code}-L1",
+        "/fhir/Task/{code}",
+    ],
+)
+@pytest.mark.parametrize("caller", ["other_prescriber", "lab"])
+def test_not_yours_runs_exactly_the_statements_of_does_not_exist(
+    http, app, request, prescriber, path, caller, monkeypatch
+):
+    from api.auth import ClientCache
+
+    # the revocation count, read every 0.5 s, must not fall in one of the two requests only
+    monkeypatch.setitem(app.extensions, "epu.client_cache", ClientCache(3600))
+    party = request.getfixturevalue(caller)
+    code = create(http, prescriber)
+    engine = app.extensions["epu.engine"]
+    http.get(path.format(code=UNKNOWN), headers=party.headers)  # warm the caller's caches
+    with Statements(engine) as not_yours:
+        refused = http.get(path.format(code=code), headers=party.headers)
+    with Statements(engine) as unknown:
+        missing = http.get(path.format(code=UNKNOWN), headers=party.headers)
+    assert refused.status_code == missing.status_code == 404
+    assert refused.data == missing.data
+    assert not_yours == unknown
