@@ -8,6 +8,7 @@ from flask_smorest import Api
 from api import auth, bodies, errors, fhir, limits
 from api.errors import PROBLEM, Problem
 from api.extensions import close_db_session
+from api.proxies import TrustedProxies
 from api.schemas import ProblemSchema
 from epu.settings import Settings
 from models.db import make_engine, make_session_factory
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.before_request(bodies.check_request)
     app.before_request(_require_json_body)
     app.after_request(_protocol_headers)
+    app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies)
     return app
 
 

@@ -1,5 +1,6 @@
 """Laboratory-side use cases: take charge, release, adapt, report outcomes. Each commits once."""
 
+from collections.abc import Collection
 from datetime import timedelta
 from typing import Any
 
@@ -16,6 +17,7 @@ from epu.errors import (
     PatientMismatch,
     PrescriptionNotFound,
     ProposalPending,
+    StaleVersion,
     ValidationFailed,
 )
 from epu.identifiers import ins_pseudonym, is_ins
@@ -49,8 +51,11 @@ def take(
     ins_key: bytes,
     patient_ins: str | None = None,
     objects_to_sharing: bool = False,
+    if_match: Collection[int] | None = None,
 ) -> dict[str, Any]:
-    """Scan: the laboratory takes charge of an active prescription (idempotent for the holder)."""
+    """Scan: the laboratory takes charge of an active prescription (idempotent for the holder).
+
+    `if_match`: the versions the client read (None: not checked)."""
     normalised = normalise_scanned(code)
     if patient_ins is not None and not is_ins(patient_ins):
         raise ValidationFailed({"patient_ins": "must be an INS of 15 characters with a valid key"})
@@ -63,6 +68,8 @@ def take(
         next_status = lifecycle.check(
             prescription.status, lifecycle.TAKE, role(prescription, actor)
         )
+        if if_match is not None and prescription.version not in if_match:
+            raise StaleVersion()
         ins_match = _check_patient(session, prescription, patient_ins, ins_key, actor)
     except Exception:
         session.commit()  # keeps a just-recorded expiry
@@ -118,9 +125,12 @@ def _check_patient(
 
 
 @writes
-def release(*, session: Session, actor: Actor, code: str) -> dict[str, Any]:
+def release(
+    *, session: Session, actor: Actor, code: str, if_match: Collection[int] | None = None
+) -> dict[str, Any]:
     """The patient went elsewhere: the prescription is active again for any laboratory."""
     prescription = find_for(session, actor, code, lifecycle.RELEASE)
+    _check_version(session, prescription, if_match)
     prescription.status = lifecycle.check(prescription.status, lifecycle.RELEASE, lifecycle.HOLDER)
     proposals.withdraw_pending(session, prescription, actor, "released")
     _end_hold(prescription, forget_laboratory=True)
@@ -129,6 +139,16 @@ def release(*, session: Session, actor: Actor, code: str) -> dict[str, Any]:
     body = views.full(prescription, actor)
     session.commit()
     return body
+
+
+def _check_version(
+    session: Session, prescription: Prescription, if_match: Collection[int] | None
+) -> None:
+    """StaleVersion unless the prescription is at one of the versions in `if_match` (when
+    given: FHIR's If-Match on the Task operations)."""
+    if if_match is not None and prescription.version not in if_match:
+        session.rollback()
+        raise StaleVersion()
 
 
 def _end_hold(prescription: Prescription, *, forget_laboratory: bool) -> None:
@@ -141,10 +161,16 @@ def _end_hold(prescription: Prescription, *, forget_laboratory: bool) -> None:
 
 @writes
 def report(
-    *, session: Session, actor: Actor, code: str, outcomes: list[dict[str, Any]]
+    *,
+    session: Session,
+    actor: Actor,
+    code: str,
+    outcomes: list[dict[str, Any]],
+    if_match: Collection[int] | None = None,
 ) -> dict[str, Any]:
     """Exams done or not done; when none is left requested, this execution ends."""
     prescription = find_for(session, actor, code, lifecycle.REPORT)
+    _check_version(session, prescription, if_match)
     lines = {line.line_id: line for line in prescription.lines}
     _validate_outcomes(outcomes, lines)
     _check_not_awaiting_answer(prescription, outcomes)

@@ -112,7 +112,7 @@ def own_lines(
     """Up to `limit` matching lines as (view, line, position), and the position to go on from."""
     now = utcnow()
     query = (
-        select(Prescription.id, Prescription.updated_at, Line.position, Line.line_id)
+        select(Prescription.id, Prescription.updated_at, Line.position, Line.line_id, Line.id)
         .join(Line, Line.prescription_id == Prescription.id)
         .where(*_conditions(actor, where, now))
         .order_by(Prescription.updated_at, Prescription.id, Line.position)
@@ -134,12 +134,18 @@ def own_lines(
         )
     rows = session.execute(query).all()
     page = rows[:limit]
+    # Only the lines of this page are loaded: a page of 200 lines of 200 prescriptions of 50
+    # lines would otherwise read and build 10,000 (the views hold just these lines).
     found = session.scalars(
         select(Prescription)
-        .where(Prescription.id.in_({row.id for row in page}))
-        .options(selectinload(Prescription.lines), selectinload(Prescription.proposals))
+        .where(Prescription.id.in_({row[0] for row in page}))
+        .options(
+            selectinload(Prescription.lines.and_(Line.id.in_([row[4] for row in page]))),
+            selectinload(Prescription.proposals),
+        )
     )
     shown = {prescription.id: _view(prescription, actor, now) for prescription in found}
+    session.expunge_all()  # their lines collections are partial: never to be used again
     items = []
     for row in page:
         view = shown[row.id]

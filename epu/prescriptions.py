@@ -57,8 +57,17 @@ def create(
     ins_key: bytes,
     validity_days: int,
     idempotency_key: str | None = None,
+    order_identifier: str | None = None,
 ) -> Created:
-    """Validate and store a new prescription; a retry with the same Idempotency-Key replays."""
+    """Validate and store a new prescription; a retry with the same Idempotency-Key replays.
+
+    `order_identifier`: the prescriber software's own identifier of the order ("system|value");
+    while a prescription of this prescriber holds it, a creation under it answers that one
+    (replayed), whatever its content."""
+    if order_identifier:
+        existing = _by_order_identifier(session, actor, order_identifier)
+        if existing:
+            return existing
     request_hash = _hash(data)
     if idempotency_key:
         replay = _replay(session, actor, idempotency_key, request_hash)
@@ -67,6 +76,7 @@ def create(
     catalogue = catalogues.current(session)
     _validate(data, catalogue)
     prescription = _new_prescription(actor, data, catalogue, ins_key, validity_days)
+    prescription.order_identifier = order_identifier
     _store(session, prescription)
     body = views.full(
         prescription, actor, warnings=_warnings(session, prescription, data, catalogue)
@@ -86,11 +96,40 @@ def create(
         session.commit()
     except IntegrityError:
         session.rollback()
+        existing = order_identifier and _by_order_identifier(session, actor, order_identifier)
+        if existing:
+            return existing
         replay = _replay(session, actor, idempotency_key, request_hash) if idempotency_key else None
         if replay is None:
             raise
         return replay
     return Created(body, replayed=False)
+
+
+def _by_order_identifier(session: Session, actor: Actor, identifier: str) -> Created | None:
+    prescription = session.scalar(
+        select(Prescription)
+        .where(
+            Prescription.prescriber_id == actor.client_pk,
+            Prescription.order_identifier == identifier,
+        )
+        .options(selectinload(Prescription.lines))
+    )
+    body = views.full(prescription, actor) if prescription is not None else None
+    session.rollback()
+    return Created(body, replayed=True) if body is not None else None
+
+
+def code_of_order(*, session: Session, actor: Actor, identifier: str) -> str | None:
+    """The code of the caller's prescription that holds this order identifier, if any."""
+    code = session.scalar(
+        select(Prescription.code).where(
+            Prescription.prescriber_id == actor.client_pk,
+            Prescription.order_identifier == identifier,
+        )
+    )
+    session.rollback()
+    return code
 
 
 def _store(session: Session, prescription: Prescription) -> None:

@@ -49,6 +49,11 @@ class Settings:
     # How long an instance may go on trusting a client it checked: a revoked client is refused
     # on every instance within this delay (0: checked on every request).
     revocation_check_seconds: float = 0.5
+    # The public address of the service (https://host[/prefix]): every absolute URL EPU gives
+    # (FHIR fullUrl, paging links, the token URL) starts with it. Unset: taken from the
+    # request, trusting X-Forwarded-* only from the proxies below.
+    public_base_url: str | None = None
+    trusted_proxies: tuple[str, ...] = ()  # addresses or networks of the reverse proxies
     webhooks: "WebhookSettings" = field(default_factory=lambda: WebhookSettings())
 
     @classmethod
@@ -70,6 +75,12 @@ class Settings:
             db_connect_timeout=_int("EPU_DB_CONNECT_TIMEOUT", 2),
             db_statement_timeout=float(os.environ.get("EPU_DB_STATEMENT_TIMEOUT", 4.0)),
             revocation_check_seconds=float(os.environ.get("EPU_REVOCATION_CHECK_SECONDS", 0.5)),
+            public_base_url=(os.environ.get("EPU_PUBLIC_BASE_URL") or "").rstrip("/") or None,
+            trusted_proxies=tuple(
+                item.strip()
+                for item in os.environ.get("EPU_TRUSTED_PROXIES", "").split(",")
+                if item.strip()
+            ),
             webhooks=WebhookSettings.from_env(),
         )
 

@@ -57,6 +57,11 @@ class CatalogueEntry(Base):
 class Prescription(Base):
     __tablename__ = "prescriptions"
     __table_args__ = (
+        UniqueConstraint(
+            "prescriber_id",
+            "order_identifier",
+            name="uq_prescriptions_prescriber_order_identifier",
+        ),
         Index("ix_prescriptions_prescriber_updated", "prescriber_id", "updated_at", "id"),
         Index(  # the expiry command's: active prescriptions only
             "ix_prescriptions_active_expires",
@@ -81,6 +86,8 @@ class Prescription(Base):
     prescriber_id: Mapped[int] = mapped_column(ForeignKey("clients.id"))
     prescriber_rpps: Mapped[str] = mapped_column(String(11))
     prescriber_name: Mapped[str] = mapped_column(String(200))
+    # The prescriber software's own identifier of this order ("system|value"), if it gave one.
+    order_identifier: Mapped[str | None] = mapped_column(String(200))
     patient_sex: Mapped[str] = mapped_column(String(8))
     patient_birth_date: Mapped[date]
     ins_pseudonym: Mapped[str | None] = mapped_column(String(64))  # see ix_..._patient_lookup

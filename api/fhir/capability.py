@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from api.fhir import nursing_capability
+from api.fhir import narrative, nursing_capability
 from api.fhir import systems as s
 from api.fhir.subscription_capability import subscription_resources
 
@@ -27,16 +27,29 @@ JSON of every resource used here is identical in FHIR 4.0.1, which is declared.
   may be contained in each ServiceRequest instead (`subject` = `#id`). The answer is a
   transaction-response Bundle: `201 Created` with the location of each ServiceRequest, and the
   JSON API's warnings as an OperationOutcome in `response.outcome` of the entry concerned.
-* **Retries**: `Idempotency-Key` header as in the JSON API (same key and content: the first
-  answer is replayed, with `Idempotent-Replayed: true`; another content: 422). Conditional
-  create (`If-None-Exist` header or `entry.request.ifNoneExist`):
-  `requisition={s.REQUISITION_SYSTEM}|<code>` (or `identifier=` with that system) answers the
-  existing prescription with `200 OK` entries (entry n is line L<n>) without creating;
-  `identifier=<system>|<value>` of the prescriber software, or the same identifier given as
-  `Bundle.identifier` or `ServiceRequest.identifier`, makes the creation idempotent for ever for
-  this client: a retry answers `200 OK` entries, another content under the same identifier
-  is refused (422, as a reused Idempotency-Key); with such an identifier an Idempotency-Key
-  header is not used. That identifier is not given back on reads nor searchable.
+* **Retries and conditional create** (the transaction is the only way to create): the
+  prescriber software's own identifier of the order (`Bundle.identifier`,
+  `ServiceRequest.identifier` or `ServiceRequest.requisition` of its own system) is kept,
+  unique per prescriber: a retry under it answers `200 OK` entries naming the existing
+  prescription, whatever the content; it is searchable as `requisition=<system>|<value>`.
+  `If-None-Exist` (header or `entry.request.ifNoneExist`): `identifier=<system>|<value>` (that
+  identifier) or `requisition={s.REQUISITION_SYSTEM}|<code>`: one match answers `200 OK`
+  entries of the existing prescription and ignores the posted content (entry n is its line
+  L<n>; beyond its lines, the entry names the Task); several matches answer 412; none creates.
+  Without an identifier, the `Idempotency-Key` header works as in the JSON API (same key and
+  content: the first answer replayed with `Idempotent-Replayed: true`; another content: 422).
+  `entry.response.location` is `ServiceRequest/<id>/_history/<version>`.
+* **Prefer** (names and values read case-insensitively): `return=minimal` (default),
+  `representation` (each entry carries its ServiceRequest) or `OperationOutcome` (each entry
+  carries one) on the transaction; on the operations `minimal` (an empty 200), `representation`
+  (default) or `OperationOutcome`; answered with `Preference-Applied`.
+* **Versions**: reads carry `ETag: W/"<version>"` and `Last-Modified`; vread
+  (`/_history/<version>`) answers the current version (older versions are not kept: 404).
+  `If-Match: W/"<version>"` on `$take` (on a Task), `$release` and `$complete` is checked
+  against the Task's version (412 when stale).
+* **Formats**: `application/fhir+json` (also with `fhirVersion=4.0` or `4.0.1`; another
+  fhirVersion is 406 on Accept and 415 on Content-Type), `application/json` and the legacy
+  `application/json+fhir`; `_format=json` overrides Accept.
 * **Modifications**: cancelling is done through the JSON API only. Laboratories use the Task
   operations `$take`, `$release` and `$complete`; they propose changes to the lines (add,
   remove, replace) with `$propose`, which the prescriber answers with `$accept-proposal` or
@@ -103,16 +116,20 @@ The execution of a prescription (id = the code). `status`: requested (active), i
 (`{s.CS_PRESCRIPTION_STATUS}`), `owner` the laboratory (identifier system `{s.FINESS}`),
 `basedOn` the ServiceRequests and `focus` the first one. Read only extensions:
 `{s.EXT_MODIFIED}` and `{s.EXT_EXECUTION_WITHHELD}` (valueBoolean). A read answers
-`ETag: W/"<version>"`; `If-None-Match` with it answers 304 without a body."""
+`ETag: W/"<version>"` and `Last-Modified`; `If-None-Match` with it (or `*`) answers 304 with the
+current ETag and no body."""
 
 AUDIT_DOCUMENTATION = f"""\
 The history of a prescription, oldest first: search `entity=Task/<code>`. `subtype` is the EPU
 event (`{s.CS_EVENT_TYPE}`: created, read, taken, released, modified, line_done,
 line_not_done, renewed, completed, cancelled, expired, sharing_withheld), `entity.detail` its
-details. Who reads it and what is hidden follow the JSON API's history."""
+details. Who reads it and what is hidden follow the JSON API's history. `subtype` also carries
+the standard restful-interaction code where one fits (create, read, update). Each entry's
+`fullUrl` is readable (`GET /fhir/AuditEvent/<id>`)."""
 
 OPERATIONS = {
-    "take": "Take charge of a prescription (scan). On the type, parameter `code` (valueString "
+    "take": "Take charge of a prescription (scan), on the type (`POST /fhir/Task/$take`) or on "
+    "a Task (`POST /fhir/Task/<code>/$take`). On the type, parameter `code` (valueString "
     "as scanned or typed, or valueIdentifier); on a Task, its id. Optional `patient-ins` "
     "(valueString or valueIdentifier) and `patient-objects-to-sharing` (valueBoolean). Answers "
     "Parameters: `return` (the Task) and `ins-match` when the INS was checked. Unknown codes "
@@ -131,13 +148,42 @@ def proposal_operations() -> dict[str, str]:
     return {name: description for name, (description, _, _) in PROPOSALS.items()}
 
 
-def _param(name: str, kind: str, documentation: str) -> dict[str, str]:
-    return {"name": name, "type": kind, "documentation": documentation}
+HL7_PARAMETER = "http://hl7.org/fhir/SearchParameter"
+DEFINITIONS = {  # the standard SearchParameter each parameter applies
+    "_id": f"{HL7_PARAMETER}/Resource-id",
+    "_lastUpdated": f"{HL7_PARAMETER}/Resource-lastUpdated",
+    "requisition": f"{HL7_PARAMETER}/ServiceRequest-requisition",
+    "requester": f"{HL7_PARAMETER}/ServiceRequest-requester",
+    "status": f"{HL7_PARAMETER}/ServiceRequest-status",
+    "code": f"{HL7_PARAMETER}/clinical-code",
+    "patient.identifier": f"{HL7_PARAMETER}/clinical-patient",
+    "group-identifier": f"{HL7_PARAMETER}/Task-group-identifier",
+    "entity": f"{HL7_PARAMETER}/AuditEvent-entity",
+    "focus": f"{HL7_PARAMETER}/Task-focus",
+    "_cursor": f"{s.SEARCH_PARAMETER}/Resource-cursor",
+}
+CURSOR = (
+    "Opaque paging position from a `next` link (valid one day, for the client that got it); "
+    "the other parameters of the search are given again with it."
+)
+
+
+def _param(
+    name: str, kind: str, documentation: str, definition: str | None = None
+) -> dict[str, str]:
+    param = {"name": name, "type": kind, "documentation": documentation}
+    definition = definition or DEFINITIONS.get(name)
+    if definition:
+        param["definition"] = definition
+    return param
 
 
 def statement(base: str) -> dict[str, Any]:
     return {
         "resourceType": "CapabilityStatement",
+        "text": narrative.summary(
+            f"EPU FHIR R4 server at {base}: ServiceRequest, Task and AuditEvent; strict searches."
+        ),
         "status": "active",
         "date": DATE,
         "publisher": "EPU",
@@ -185,11 +231,11 @@ def _service_request() -> dict[str, Any]:
     return {
         "type": "ServiceRequest",
         "documentation": SERVICE_REQUEST_DOCUMENTATION,
-        "interaction": [{"code": "read"}, {"code": "search-type"}],
+        "interaction": [{"code": "read"}, {"code": "vread"}, {"code": "search-type"}],
         "versioning": "versioned",
         "readHistory": False,
         "updateCreate": False,
-        "conditionalCreate": True,
+        "conditionalCreate": False,
         "conditionalRead": "not-supported",
         "conditionalUpdate": False,
         "conditionalDelete": "not-supported",
@@ -218,6 +264,21 @@ def _service_request() -> dict[str, Any]:
                 "Prefixes eq, ne, gt, lt, ge, le, sa, eb; a date or date-time without a zone is "
                 "read in Europe/Paris; may repeat for a range.",
             ),
+            _param(
+                "patient.birthdate",
+                "date",
+                "Laboratories and nurses: the patient's birth date (YYYY-MM-DD), with "
+                "patient.identifier and presence, in the body of POST _search (patient lookup).",
+                f"{HL7_PARAMETER}/individual-birthdate",
+            ),
+            _param(
+                "presence",
+                "token",
+                "Laboratories and nurses: how the patient is present (carte_vitale, apcv, "
+                "ins_datamatrix, declared), for a patient lookup.",
+                f"{s.SEARCH_PARAMETER}/ServiceRequest-presence",
+            ),
+            _param("_cursor", "special", CURSOR),
         ],
     }
 
@@ -226,12 +287,17 @@ def _task() -> dict[str, Any]:
     return {
         "type": "Task",
         "documentation": TASK_DOCUMENTATION,
-        "interaction": [{"code": "read"}, {"code": "search-type"}],
+        "interaction": [{"code": "read"}, {"code": "vread"}, {"code": "search-type"}],
         "versioning": "versioned",
         "readHistory": False,
         "conditionalRead": "not-match",
         "searchParam": [
-            _param("group-identifier", "token", "The prescription code (required)."),
+            _param(
+                "group-identifier",
+                "token",
+                "The prescription code (several: comma); it, `_id` or `focus` is required.",
+            ),
+            _param("_id", "token", "The prescription code (several: comma)."),
             _param(
                 "focus",
                 "reference",
@@ -239,6 +305,7 @@ def _task() -> dict[str, Any]:
                 "change), instead of group-identifier.",
             ),
             *nursing_capability.TASK_SEARCH_PARAMS,
+            _param("_cursor", "special", CURSOR),
         ],
         "operation": [
             {
@@ -259,6 +326,9 @@ def _audit_event() -> dict[str, Any]:
     return {
         "type": "AuditEvent",
         "documentation": AUDIT_DOCUMENTATION,
-        "interaction": [{"code": "search-type"}],
-        "searchParam": [_param("entity", "reference", "Task/<code> (required).")],
+        "interaction": [{"code": "read"}, {"code": "search-type"}],
+        "searchParam": [
+            _param("entity", "reference", "Task/<code> (required)."),
+            _param("_cursor", "special", CURSOR),
+        ],
     }

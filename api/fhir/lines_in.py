@@ -18,13 +18,14 @@ from epu.instructions import PATIENT_INSTRUCTIONS
 SERVICE_REQUEST_ELEMENTS = {
     *("resourceType", "id", "meta", "text", "contained", "extension", "identifier", "status"),
     *("intent", "category", "priority", "code", "subject", "authoredOn", "requester"),
-    *("reasonCode", "supportingInfo", "note", "patientInstruction"),
+    *("reasonCode", "supportingInfo", "note", "patientInstruction", "requisition"),
 }
 PATIENT_ELEMENTS = {"resourceType", "id", "meta", "identifier", "gender", "birthDate"}
 OBSERVATION_ELEMENTS = {
     *("resourceType", "id", "meta", "status", "code", "subject", "valueString"),
     *("valueBoolean", "valueInteger", "valueQuantity", "valueDateTime"),
 }
+INS_SYSTEMS = (s.INS_NIR, s.INS_NIR_TEST, s.INS_NIR_DEMO)  # FR Core Patient INS
 URGENT_PRIORITIES = {"urgent", "asap", "stat"}
 
 
@@ -43,6 +44,8 @@ class LineReader:
         _check_elements(resource, at)
         self._requester(resource.get("requester"), at)
         self._identifiers(resource.get("identifier") or [], at)
+        if resource.get("requisition"):
+            self._identifiers([resource["requisition"]], at, ".requisition")
         contained = self._contained(resource, at)
         self._subject(resource, contained, at)
         extensions = _extensions(resource.get("extension") or [])
@@ -73,16 +76,14 @@ class LineReader:
                 f"{at}.requester",
             )
 
-    def _identifiers(self, identifiers: list[dict], at: str) -> None:
+    def _identifiers(self, identifiers: list[dict], at: str, element: str = "") -> None:
         for index, identifier in enumerate(identifiers):
+            where = f"{at}{element or f'.identifier[{index}]'}"
             if identifier.get("system") == s.REQUISITION_SYSTEM:
-                raise invalid(
-                    "The requisition code is assigned by EPU.", f"{at}.identifier[{index}]"
-                )
+                raise invalid("The requisition code is assigned by EPU.", where)
             if not identifier.get("system") or not identifier.get("value"):
                 raise invalid(
-                    "An identifier of the prescriber software needs a system and a value.",
-                    f"{at}.identifier[{index}]",
+                    "An identifier of the prescriber software needs a system and a value.", where
                 )
             self.identifiers.append(f"{identifier['system']}|{identifier['value']}")
 
@@ -140,7 +141,7 @@ class LineReader:
             return {"text": code["text"]}
         raise invalid(
             f"The exam is a LOINC code (system {s.LOINC}) or, for an exam with no code, "
-            "a code.text only.",
+            f"code.text (with LOINC {s.FREE_TEXT_LOINC} or no coding).",
             f"{at}.code",
         )
 
@@ -225,12 +226,22 @@ def _patient(patient: dict[str, Any], at: str) -> dict[str, Any]:
             raise invalid(IDENTITY_MESSAGE, f"{at}.{name}")
     ins = None
     for index, identifier in enumerate(patient.get("identifier") or []):
-        if identifier.get("system") != s.INS_NIR or ins is not None:
+        where = f"{at}.identifier[{index}]"
+        if identifier.get("system") == s.INS_NIA:
             raise invalid(
-                f"The only identifier accepted is one INS (system {s.INS_NIR}). "
-                + IDENTITY_MESSAGE,
-                f"{at}.identifier[{index}]",
+                "An INS-NIA is a temporary identifier: EPU needs the patient's qualified INS "
+                f"(INS-NIR, system {s.INS_NIR}).",
+                where,
             )
+        if identifier.get("system") not in INS_SYSTEMS or ins is not None:
+            raise invalid(
+                "The only identifier accepted is one INS: INS-NIR (system "
+                f"{s.INS_NIR}), or INS-NIR-TEST / INS-NIR-DEMO ({s.INS_NIR_TEST}, "
+                f"{s.INS_NIR_DEMO}). " + IDENTITY_MESSAGE,
+                where,
+            )
+        if identifier.get("use") not in (None, "official"):
+            raise invalid("An INS is an identifier with use official.", f"{where}.use")
         ins = identifier.get("value")
     read = {"sex": patient.get("gender"), "birth_date": patient.get("birthDate")}
     if ins is not None:

@@ -6,8 +6,12 @@ kind of output is validated with fhir.resources (strict) by the tests, not per r
 """
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
+from api.fhir import narrative
 from api.fhir import systems as s
 from api.fhir.outcome import Issue, outcome
 from api.fhir.specimens import sampling_coding, specimen_references
@@ -100,18 +104,29 @@ def service_requests(view: dict[str, Any]) -> list[dict[str, Any]]:
 def service_request(view: dict[str, Any], line: dict[str, Any]) -> dict[str, Any]:
     code = view["code"]
     context = [_observation(index, item) for index, item in enumerate(line["context"], 1)]
+    status = service_request_status(view, line)
+    exam = _exam(line)
+    label = exam["text"] + (f" (LOINC {line['loinc']})" if line["loinc"] else "")
     resource: dict[str, Any] = {
         "resourceType": "ServiceRequest",
         "id": service_request_id(code, line["id"]),
         "meta": _meta(view),
+        "text": narrative.generated(
+            ("Examen", label),
+            ("Statut", status),
+            ("Urgent", "oui" if line["urgent"] else None),
+            ("Prescription", code),
+            ("Prescrit le", view["created_at"]),
+            ("Valable jusqu'au", view["expires_at"]),
+        ),
         "contained": [_patient(view["patient"]), *context],
         "extension": _line_extensions(view, line),
         "requisition": _requisition(code),
-        "status": service_request_status(view, line),
+        "status": status,
         "intent": "order",
         "category": [{"coding": [LABORATORY_PROCEDURE]}],
         "priority": "urgent" if line["urgent"] else "routine",
-        "code": _exam(line),
+        "code": exam,
         "subject": {"reference": f"#{PATIENT_ID}"},
         "occurrencePeriod": {"start": view["created_at"], "end": view["expires_at"]},
         "authoredOn": view["created_at"],
@@ -134,7 +149,7 @@ def service_request(view: dict[str, Any], line: dict[str, Any]) -> dict[str, Any
     if line["patient_instructions"]:
         labels = [item["label"] or item["code"] for item in line["patient_instructions"]]
         resource["patientInstruction"] = "\n".join(labels)
-    return _without_empty(resource)
+    return _shallow(resource)
 
 
 def _patient(patient: dict[str, Any]) -> dict[str, Any]:
@@ -142,6 +157,7 @@ def _patient(patient: dict[str, Any]) -> dict[str, Any]:
     return {
         "resourceType": "Patient",
         "id": PATIENT_ID,
+        "meta": {"profile": [s.FR_CORE_PATIENT]},
         "gender": patient["sex"],
         "birthDate": patient["birth_date"],
     }
@@ -156,7 +172,9 @@ def _exam(line: dict[str, Any]) -> dict[str, Any]:
 
 
 def _observation(index: int, item: dict[str, Any]) -> dict[str, Any]:
-    coding = {"system": s.LOINC, "code": item["code"], "display": item.get("label")}
+    coding = {"system": s.LOINC, "code": item["code"]}
+    if item.get("label"):
+        coding["display"] = item["label"]
     observation = {
         "resourceType": "Observation",
         "id": f"context-{index}",
@@ -221,6 +239,12 @@ def _result_return(result_return: dict[str, Any] | None) -> dict[str, Any] | Non
     return {"url": s.EXT_RESULT_RETURN, "extension": parts} if parts else None
 
 
+def _shallow(resource: dict[str, Any]) -> dict[str, Any]:
+    """Drops None values and empty lists of the resource's own elements (on the hot paths
+    the nested ones are built without them)."""
+    return {key: value for key, value in resource.items() if value is not None and value != []}
+
+
 def _without_empty(resource: dict[str, Any]) -> dict[str, Any]:
     """Drops None values and empty lists, which FHIR JSON never carries."""
     if isinstance(resource, dict):
@@ -250,10 +274,18 @@ def task(view: dict[str, Any]) -> dict[str, Any]:
         extensions.append({"url": s.EXT_MODIFIED, "valueBoolean": view["modified"]})
     if view["execution_withheld"]:
         extensions.append({"url": s.EXT_EXECUTION_WITHHELD, "valueBoolean": True})
+    laboratory = view["laboratory"] or {}
     resource: dict[str, Any] = {
         "resourceType": "Task",
         "id": code,
         "meta": _meta(view),
+        "text": narrative.generated(
+            ("Prescription", code),
+            ("Statut", PRESCRIPTION_STATUS_DISPLAY[status]),
+            ("Examens", len(view["lines"])),
+            ("Laboratoire", laboratory.get("name")),
+            ("Mise à jour", view["updated_at"]),
+        ),
         "extension": extensions,
         "groupIdentifier": _requisition(code),
         "basedOn": [reference(code, line["id"]) for line in view["lines"]],
@@ -268,12 +300,21 @@ def task(view: dict[str, Any]) -> dict[str, Any]:
         resource["statusReason"] = {"coding": [prescription_status], "text": "expired"}
     if view["laboratory"]:
         resource["owner"] = _laboratory(view["laboratory"])
-    return _without_empty(resource)
+    return _shallow(resource)
 
 
 # ---- AuditEvent ------------------------------------------------------------------------------
 
-_ACTION = {"created": "C", "read": "R"}
+_ACTION = {"created": "C", "read": "R", "read_by_nurse": "R", "printed": "R"}
+# The standard (extensible) audit-event-sub-type codes where one fits; EPU's event always.
+_INTERACTION = {"created": "create", "read": "read", "read_by_nurse": "read", "modified": "update"}
+
+
+def _subtypes(kind: str) -> list[dict[str, str]]:
+    subtypes = [{"system": s.CS_EVENT_TYPE, "code": kind}]
+    if kind in _INTERACTION:
+        subtypes.insert(0, {"system": s.RESTFUL_INTERACTION, "code": _INTERACTION[kind]})
+    return subtypes
 
 
 def audit_events(code: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -302,8 +343,14 @@ def _audit_event(code: str, event: dict[str, Any]) -> dict[str, Any]:
     resource = {
         "resourceType": "AuditEvent",
         "id": audit_event_id(code, event),
+        "text": narrative.generated(
+            ("Événement", event["type"]),
+            ("Prescription", code),
+            ("Date", event["at"]),
+            ("Par", event["actor"].get("name") or event["actor"]["role"]),
+        ),
         "type": {"system": s.AUDIT_EVENT_TYPE, "code": "rest", "display": "RESTful Operation"},
-        "subtype": [{"system": s.CS_EVENT_TYPE, "code": event["type"]}],
+        "subtype": _subtypes(event["type"]),
         "action": _ACTION.get(event["type"], "U"),
         "recorded": event["at"],
         "outcome": "0",
@@ -329,9 +376,18 @@ def _agent(actor: dict[str, Any]) -> dict[str, Any]:
 # ---- Bundles ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Encoded:
+    """A resource already encoded (once) for a Bundle entry."""
+
+    resource_type: str
+    id: str
+    data: bytes
+
+
 def searchset(
     base: str,
-    resources: list[dict[str, Any]],
+    resources: list[Encoded] | list[dict[str, Any]],
     self_url: str,
     next_url: str | None,
     total: int | None,
@@ -344,41 +400,64 @@ def searchset(
         bundle["total"] = total
     bundle["link"] = links
     if resources:
-        bundle["entry"] = [
-            {
-                "fullUrl": f"{base}/{resource['resourceType']}/{resource['id']}",
-                "resource": resource,
-                "search": {"mode": "match"},
-            }
-            for resource in resources
-        ]
+        bundle["entry"] = [_match(base, resource) for resource in resources]
     return bundle
 
 
+def _match(base: str, resource: Encoded | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(resource, dict):  # not encoded yet: encoded with the Bundle
+        url = f"{base}/{resource['resourceType']}/{resource['id']}"
+        return {"fullUrl": url, "resource": resource, "search": {"mode": "match"}}
+    return {
+        "fullUrl": f"{base}/{resource.resource_type}/{resource.id}",
+        "resource": orjson.Fragment(resource.data),
+        "search": {"mode": "match"},
+    }
+
+
 def transaction_response(
-    base: str, kinds: list[str], view: dict[str, Any], status: str, warnings: list | None = None
+    base: str,
+    kinds: list[str],
+    view: dict[str, Any],
+    status: str,
+    warnings: list | None = None,
+    *,
+    representation: bool = False,
+    outcomes: bool = False,
 ) -> dict[str, Any]:
-    """One entry per request entry: entry n of the ServiceRequests is line L<n>; the JSON API's
-    warnings about a line are the OperationOutcome of its entry."""
-    entries, number = [], 0
+    """One entry per request entry: the n-th ServiceRequest posted is the prescription's n-th
+    line (beyond its lines, the entry names the Task); the JSON API's warnings about a line are
+    the OperationOutcome of its entry (Prefer: return=OperationOutcome gives one to each)."""
+    entries, number, lines = [], 0, view["lines"]
+    version = view["version"]
     for index, kind in enumerate(kinds):
         if kind == "Patient":
             note = Issue(PATIENT_NOT_STORED, "informational", severity="information")
             entries.append({"response": {"status": "200 OK", "outcome": outcome([note])}})
             continue
         number += 1
-        resource_id = service_request_id(view["code"], f"L{number}")
+        line = lines[number - 1] if number <= len(lines) else None
+        path = f"ServiceRequest/{service_request_id(view['code'], line['id'])}" if line else None
+        path = path or f"Task/{view['code']}"
         response: dict[str, Any] = {
             "status": status,
-            "location": f"ServiceRequest/{resource_id}/_history/{view['version']}",
-            "etag": f'W/"{view["version"]}"',
+            "location": f"{path}/_history/{version}",
+            "etag": f'W/"{version}"',
             "lastModified": view["updated_at"],
         }
-        line_id = f"L{number}"
-        issues = [_warning(item, index) for item in warnings or [] if item["line"] == line_id]
+        issues = [
+            _warning(item, index) for item in warnings or [] if line and item["line"] == line["id"]
+        ]
+        if outcomes and not issues:
+            done = "Created." if status.startswith("201") else "Already there: not created again."
+            issues = [Issue(done, "informational", severity="information")]
         if issues:
             response["outcome"] = outcome(issues)
-        entries.append({"fullUrl": f"{base}/ServiceRequest/{resource_id}", "response": response})
+        entry: dict[str, Any] = {"fullUrl": f"{base}/{path}"}
+        if representation and line is not None:
+            entry["resource"] = service_request(view, line)
+        entry["response"] = response
+        entries.append(entry)
     return {"resourceType": "Bundle", "type": "transaction-response", "entry": entries}
 
 

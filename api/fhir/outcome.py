@@ -12,6 +12,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from api.errors import DOMAIN_STATUS, Problem, flatten
+from api.fhir.narrative import summary
 from api.fhir.systems import CS_ISSUE, FHIR_JSON
 from epu.errors import DomainError, ValidationFailed
 
@@ -30,6 +31,7 @@ ISSUE_TYPE = {
     412: "conflict",
     413: "too-costly",
     415: "not-supported",
+    421: "not-supported",
     422: "business-rule",
     428: "required",
     429: "throttled",
@@ -64,7 +66,12 @@ def invalid(diagnostics: str, *expression: str, status: int = 422, code: str = "
 
 def outcome(issues: Iterable[Issue]) -> dict:
     """The one builder of OperationOutcome resources."""
-    return {"resourceType": "OperationOutcome", "issue": [_issue(issue) for issue in issues]}
+    issues = list(issues)
+    return {
+        "resourceType": "OperationOutcome",
+        "text": summary(" ".join(issue.diagnostics for issue in issues) or "OperationOutcome"),
+        "issue": [_issue(issue) for issue in issues],
+    }
 
 
 def _issue(issue: Issue) -> dict:

@@ -1,10 +1,15 @@
 """A search result held in full (a few prescriptions at most) served `_count` at a time."""
 
+from collections.abc import Callable, Iterable
 from typing import Any
+
+import orjson
 
 from api.auth import current_actor
 from api.fhir import cursors, outbound, params, subsets
 from api.fhir.wire import base_url
+
+PAGE_BYTES = 1_800_000  # of resources; the entries' wrapping adds at most 200 x 150 bytes
 
 
 def state_for(**values: Any) -> dict[str, Any]:
@@ -37,22 +42,44 @@ def listed(
     result = params.result(query)
     offset = int((state or {}).get("offset", 0))
     page = resources[offset : offset + result.count]
-    next_url = None
-    if offset + result.count < len(resources) and not result.count_only:
-        next_url = next_link(query, state_for(offset=offset + result.count, **kept))
-    return bundle(query, page, next_url, len(resources))
+
+    def go_on(shown: int) -> dict[str, Any] | None:
+        if offset + shown >= len(resources):
+            return None
+        return state_for(offset=offset + shown, **kept)
+
+    return bundle(query, page, go_on, len(resources))
 
 
 def bundle(
     query: params.Search,
-    resources: list[dict[str, Any]],
-    next_url: str | None,
+    resources: Iterable[dict[str, Any]],
+    go_on: Callable[[int], dict[str, Any] | None] | None,
     total: int | None,
 ) -> dict[str, Any]:
+    """The searchset: `go_on(n)` is the cursor's state after the first n resources of this
+    page (None: nothing more). The page holds at most PAGE_BYTES of resources, each encoded
+    once: the worst page stays under 2 MB whatever `_count`."""
     result = params.result(query)
     if result.count_only:
-        resources, next_url = [], None
+        resources, go_on = [], None
     if result.elements is not None:
-        resources = [subsets.elements(resource, result.elements) for resource in resources]
+        resources = (subsets.elements(resource, result.elements) for resource in resources)
+    encoded = fit(resources)
+    state = go_on(len(encoded)) if go_on else None
+    next_url = next_link(query, state) if state is not None else None
     self_url = params.link(query, _cursor=query.one("_cursor"), _count=_applied_count(query))
-    return outbound.searchset(base_url(), resources, self_url, next_url, total)
+    return outbound.searchset(base_url(), encoded, self_url, next_url, total)
+
+
+def fit(resources: Iterable[dict[str, Any]]) -> list[outbound.Encoded]:
+    """The resources encoded once, as many as PAGE_BYTES holds (at least one); those not
+    taken are never built when `resources` is a generator."""
+    encoded, size = [], 0
+    for resource in resources:
+        data = orjson.dumps(resource)
+        if encoded and size + len(data) > PAGE_BYTES:
+            break
+        encoded.append(outbound.Encoded(resource["resourceType"], resource["id"], data))
+        size += len(data)
+    return encoded

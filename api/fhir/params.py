@@ -39,7 +39,11 @@ SEARCH_PARAMETERS: dict[str, dict[str, Parameter]] = {
         "code": Parameter(TOKEN),
         "_lastUpdated": Parameter(DATE),
     },
-    "Task": {"group-identifier": Parameter(TOKEN), "focus": Parameter(REFERENCE)},
+    "Task": {
+        "group-identifier": Parameter(TOKEN),
+        "_id": Parameter(TOKEN),
+        "focus": Parameter(REFERENCE),
+    },
     "AuditEvent": {"entity": Parameter(REFERENCE)},
 }
 # Parameters of the result, known on every type.
@@ -49,6 +53,7 @@ ALWAYS_ALLOWED = ("_format",)
 PATIENT_IDENTIFIER = ("patient.identifier", "subject.identifier", "patient:identifier")
 PATIENT_IDENTIFIER += ("subject:identifier",)
 INS_SYSTEMS = ("urn:oid:1.2.250.1.213.1.4.",)
+LOOKUP_PARAMETERS = ("patient.birthdate", "presence")  # with an INS, in a POST body only
 TOTALS = ("none", "estimate", "accurate")
 SUMMARIES = ("false", "count")
 REQUEST_STATUSES = (
@@ -77,6 +82,7 @@ class Search:
     args: dict[str, list[str]] = field(default_factory=dict)
     ignored: list[str] = field(default_factory=list)
     patient_identifiers: list[str] = field(default_factory=list)  # INS tokens (POST only)
+    lookup: dict[str, list[str]] = field(default_factory=dict)  # birth date, presence (POST)
 
     def values(self, name: str) -> list[str]:
         """Every OR value of a parameter, over its repetitions (kept apart by and_values)."""
@@ -128,6 +134,9 @@ def search_args(resource: str, form: MultiDict | None = None) -> Search:
             continue
         if name in PATIENT_IDENTIFIER and form is not None and name in form:
             search.patient_identifiers += [v for value in values for v in split_or(value)]
+            continue
+        if name in LOOKUP_PARAMETERS and form is not None and name in form:
+            search.lookup[name] = values  # personal data: never in a link
             continue
         base, _, modifier = name.partition(":")
         parameter = known.get(base)

@@ -18,7 +18,7 @@ from werkzeug.routing import BaseConverter
 from api.auth import current_actor, require
 from api.errors import flatten
 from api.extensions import db_session
-from api.fhir import outbound, pages, params, wire
+from api.fhir import conformance, outbound, pages, params, wire
 from api.fhir import systems as s
 from api.fhir.operations import refusal
 from api.fhir.outcome import FhirError, Issue, invalid, register_blueprint_handlers
@@ -454,8 +454,11 @@ OPERATIONS = {
 
 @get("/OperationDefinition/Task-<name>")
 def operation_definition(name: str):
-    if name not in OPERATIONS:
-        raise FhirError(404, [Issue("No OperationDefinition with this id.", "not-found")])
+    if name not in OPERATIONS:  # the other Task operations are published by conformance
+        other = conformance.definition("OperationDefinition", f"Task-{name}")
+        if other is None:
+            raise FhirError(404, [Issue("No OperationDefinition with this id.", "not-found")])
+        return wire.respond(other)
     return wire.respond(definition(name))
 
 

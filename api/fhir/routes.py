@@ -1,5 +1,6 @@
 """The /fhir endpoints: each maps FHIR to the same use cases as the JSON API."""
 
+import contextlib
 from typing import Any
 
 from flask import Blueprint, request
@@ -9,11 +10,13 @@ from api.context import ins_key, settings
 from api.extensions import db_session
 from api.fhir import (
     capability,
+    conformance,
     inbound,
     operations,
     outbound,
     pages,
     params,
+    prefer,
     service_request_search,
     wire,
 )
@@ -22,7 +25,7 @@ from api.fhir.outcome import FhirError, Issue, register_blueprint_handlers
 from api.fhir.systems import REQUISITION_SYSTEM
 from api.laboratory.routes import take as scan
 from epu import history, laboratory, prescriptions
-from epu.actors import LAB, PRESCRIBER
+from epu.actors import LAB, NURSE, PRESCRIBER
 from epu.errors import PrescriptionNotFound, ValidationFailed
 
 MAX_TASK_CODES = 20
@@ -49,6 +52,18 @@ def metadata():
     return wire.respond(capability.statement(wire.base_url()))
 
 
+@get(
+    "/<any(StructureDefinition, CodeSystem, ValueSet, OperationDefinition, SearchParameter):kind>"
+    "/<ident>"
+)
+def definition(kind: str, ident: str):
+    """What EPU defines (open, like the CapabilityStatement): every canonical it gives."""
+    resource = conformance.definition(kind, ident)
+    if resource is None:
+        raise not_found(kind)
+    return wire.respond(resource)
+
+
 # ---- creation --------------------------------------------------------------------------------
 
 
@@ -58,13 +73,10 @@ def metadata():
 def transaction():
     actor = current_actor()
     tx = inbound.transaction(wire.json_body(), actor, request.headers.get("If-None-Exist"))
-    if tx.requisition:
-        existing = _existing(tx)
-        if existing is not None:
-            bundle = outbound.transaction_response(wire.base_url(), tx.kinds, existing, "200 OK")
-            return wire.respond(bundle)
+    code = _existing(tx)
+    if code is not None:
+        return _transaction_answer(tx, code, None, "200 OK", {})
     header_key = request.headers.get("Idempotency-Key", "").strip()[:200] or None
-    key = f"fhir-identifier:{tx.client_identifier}" if tx.client_identifier else header_key
     try:
         created = prescriptions.create(
             session=db_session(),
@@ -72,33 +84,63 @@ def transaction():
             data=tx.data,
             ins_key=ins_key(),
             validity_days=settings().validity_days,
-            idempotency_key=key,
+            idempotency_key=None if tx.client_identifier else header_key,
+            order_identifier=tx.client_identifier,
         )
     except ValidationFailed as error:
         raise tx.layout.error(error.errors) from error
     status = "200 OK" if created.replayed and tx.client_identifier else "201 Created"
     headers = {"Idempotent-Replayed": "true"} if created.replayed else {}
-    warnings = created.body.get("warnings", [])
-    base = wire.base_url()
-    bundle = outbound.transaction_response(base, tx.kinds, created.body, status, warnings)
-    return wire.respond(bundle, **headers)
+    return _transaction_answer(tx, created.body["code"], created.body, status, headers)
 
 
-def _existing(tx: inbound.Transaction) -> dict[str, Any] | None:
-    """The caller's prescription named in If-None-Exist, or None (then it is created)."""
-    try:
-        view = prescriptions.status(
-            session=db_session(), actor=current_actor(), code=tx.requisition
+def _existing(tx: inbound.Transaction) -> str | None:
+    """The caller's prescription that If-None-Exist or the order identifier names (None: it is
+    created); 412 when they name two different ones."""
+    found = set()
+    if tx.requisition:
+        with contextlib.suppress(PrescriptionNotFound):
+            found.add(
+                prescriptions.owned_code(
+                    session=db_session(), actor=current_actor(), code=tx.requisition
+                )
+            )
+    if tx.client_identifier:
+        code = prescriptions.code_of_order(
+            session=db_session(), actor=current_actor(), identifier=tx.client_identifier
         )
-    except PrescriptionNotFound:
-        return None
-    have = {line["id"] for line in view["lines"]}
-    if any(f"L{n}" not in have for n in range(1, len(tx.layout.line_entries) + 1)):
-        raise FhirError(
-            412,
-            [Issue("The requisition exists but does not hold these ServiceRequests.", "conflict")],
-        )
-    return view
+        if code is not None:
+            found.add(code)
+    if len(found) > 1:
+        detail = "The conditions of this creation match several prescriptions."
+        raise FhirError(412, [Issue(detail, "multiple-matches")])
+    return found.pop() if found else None
+
+
+def _transaction_answer(
+    tx: inbound.Transaction,
+    code: str,
+    view: dict[str, Any] | None,
+    status: str,
+    headers: dict[str, str],
+):
+    wanted = prefer.wanted()
+    if view is None or (wanted == prefer.REPRESENTATION and "created_at" not in view):
+        session, actor = db_session(), current_actor()
+        if wanted == prefer.REPRESENTATION:
+            view = prescriptions.read(session=session, actor=actor, code=code)
+        else:
+            view = prescriptions.status(session=session, actor=actor, code=code)
+    bundle = outbound.transaction_response(
+        wire.base_url(),
+        tx.kinds,
+        view,
+        status,
+        view.get("warnings", []),
+        representation=wanted == prefer.REPRESENTATION,
+        outcomes=wanted == prefer.OUTCOME,
+    )
+    return wire.respond(bundle, **headers, **prefer.applied())
 
 
 # ---- ServiceRequest --------------------------------------------------------------------------
@@ -107,15 +149,26 @@ def _existing(tx: inbound.Transaction) -> dict[str, Any] | None:
 @get("/ServiceRequest/<resource_id>")
 @require(PRESCRIBER, LAB)
 def read_service_request(resource_id: str):
+    return _service_request(resource_id, None)
+
+
+@get("/ServiceRequest/<resource_id>/_history/<version>")
+@require(PRESCRIBER, LAB)
+def vread_service_request(resource_id: str, version: str):
+    """The current version only: older versions are not kept (404)."""
+    return _service_request(resource_id, version)
+
+
+def _service_request(resource_id: str, version: str | None):
     code, _, line_id = resource_id.rpartition("-")
     if not code or not line_id:
         raise not_found("ServiceRequest")
     view = prescriptions.read(session=db_session(), actor=current_actor(), code=code)
     line = next((line for line in view["lines"] if line["id"] == line_id), None)
-    if line is None:
-        raise not_found("ServiceRequest")
+    if line is None or version not in (None, str(view["version"])):
+        raise not_found("ServiceRequest" if line is None else "version of this ServiceRequest")
     resource = outbound.service_request(view, line)
-    return wire.respond(resource, ETag=wire.etag(view["version"]))
+    return wire.respond(resource, **wire.versioned(view))
 
 
 @get("/ServiceRequest")
@@ -125,7 +178,7 @@ def search_service_requests():
 
 
 @post("/ServiceRequest/_search")
-@require(PRESCRIBER, LAB)
+@require(PRESCRIBER, LAB, NURSE)
 def search_service_requests_by_post():
     """The same search, its parameters in the body: the only way to search by patient (INS)."""
     query = params.search_args("ServiceRequest", form=wire.form_body())
@@ -138,6 +191,17 @@ def search_service_requests_by_post():
 @get("/Task/<code>")
 @require(PRESCRIBER, LAB)
 def read_task(code: str):
+    return _task(code, None)
+
+
+@get("/Task/<code>/_history/<version>")
+@require(PRESCRIBER, LAB)
+def vread_task(code: str, version: str):
+    """The current version only: older versions are not kept (404)."""
+    return _task(code, version)
+
+
+def _task(code: str, version: str | None):
     try:
         view = prescriptions.status(
             session=db_session(),
@@ -145,9 +209,13 @@ def read_task(code: str):
             code=code,
             if_none_match=wire.domain_if_none_match(),
         )
-    except prescriptions.NotModified:
-        return wire.not_modified()
-    return wire.respond(outbound.task(view), ETag=wire.etag(view["version"]))
+    except prescriptions.NotModified as unchanged:
+        return wire.not_modified(int(unchanged.etag.strip('"v')))
+    if version not in (None, str(view["version"])):
+        raise not_found("version of this Task")
+    if wire.if_none_match_star():
+        return wire.not_modified(view["version"])
+    return wire.respond(outbound.task(view), **wire.versioned(view))
 
 
 @get("/Task")
@@ -192,20 +260,27 @@ def take_task(code: str):
 
 def _take(code: str | None):
     data, place = operations.take(wire.json_body(required=code is None), code)
+    if_match = wire.if_match_versions() if code is not None else None
     try:
-        view = scan(data["code"], data.get("patient_ins"), data["patient_objects_to_sharing"])
+        view = scan(
+            data["code"], data.get("patient_ins"), data["patient_objects_to_sharing"], if_match
+        )
     except ValidationFailed as error:
         raise operations.refusal(error.errors, place) from error
     output = operations.take_output(outbound.task(view), view["patient"].get("ins_match"))
-    return wire.respond(output, ETag=wire.etag(view["version"]))
+    done = f"Task {view['code']} taken: {outbound.TASK_STATUS[view['status']]}."
+    return prefer.answer(output, done, **wire.versioned(view))
 
 
 @post("/Task/<code>/$release")
 @require(LAB)
 def release_task(code: str):
     operations.no_parameters(wire.json_body(required=False))
-    view = laboratory.release(session=db_session(), actor=current_actor(), code=code)
-    return wire.respond(outbound.task(view), ETag=wire.etag(view["version"]))
+    view = laboratory.release(
+        session=db_session(), actor=current_actor(), code=code, if_match=wire.if_match_versions()
+    )
+    done = f"Task {view['code']} released: {outbound.TASK_STATUS[view['status']]}."
+    return prefer.answer(outbound.task(view), done, **wire.versioned(view))
 
 
 @post("/Task/<code>/$complete")
@@ -215,32 +290,76 @@ def complete_task(code: str):
     outcomes, place = operations.complete(wire.json_body(), normalised)
     try:
         view = laboratory.report(
-            session=db_session(), actor=current_actor(), code=normalised, outcomes=outcomes
+            session=db_session(),
+            actor=current_actor(),
+            code=normalised,
+            outcomes=outcomes,
+            if_match=wire.if_match_versions(),
         )
     except ValidationFailed as error:
         raise operations.refusal(error.errors, place) from error
-    return wire.respond(outbound.task(view), ETag=wire.etag(view["version"]))
+    done = f"Task {view['code']}: {len(outcomes)} line(s) reported, now "
+    done += f"{outbound.TASK_STATUS[view['status']]}."
+    return prefer.answer(outbound.task(view), done, **wire.versioned(view))
 
 
 # ---- AuditEvent ------------------------------------------------------------------------------
 
 
+@get("/AuditEvent/<resource_id>")
+@require(PRESCRIBER, LAB)
+def read_audit_event(resource_id: str):
+    """One event of a prescription's history (the fullUrl of a search's entries)."""
+    code, _, event_id = resource_id.rpartition("-")
+    if not code or not event_id:
+        raise not_found("AuditEvent")
+    cursor, session, actor = None, db_session(), current_actor()
+    while True:
+        page = history.history(
+            session=session, actor=actor, code=code, limit=history.MAX_PAGE, cursor=cursor
+        )
+        found = next((item for item in page["items"] if str(item["id"]) == event_id), None)
+        if found is not None:
+            resource = outbound.audit_events(prescriptions.parse_code(code), [found])[0]
+            return wire.respond(resource)
+        cursor = page["next_cursor"]
+        if cursor is None:
+            raise not_found("AuditEvent")
+
+
 @get("/AuditEvent")
 @require(PRESCRIBER, LAB)
 def search_audit_events():
+    """A prescription's history, `_count` events a page with the history's own cursor."""
     query = params.search_args("AuditEvent")
     entity = query.one("entity")
     if entity is None:
         raise params.bad("entity (Task/<code>) is required.", "entity")
+    result, state = params.result(query), pages.cursor_state(query)
     kind, _, code = entity.rpartition("/")
-    items: list[dict[str, Any]] = []
-    if kind in ("", "Task", f"{wire.base_url()}/Task") and code:
-        try:
-            items = history.history(
-                session=db_session(), actor=current_actor(), code=code, limit=history.MAX_PAGE
-            )["items"]
-            code = prescriptions.parse_code(code)
-        except PrescriptionNotFound:
-            items = []
-    resources = outbound.audit_events(code, items)
-    return wire.respond(pages.listed(query, resources, pages.cursor_state(query)))
+    if kind not in ("", "Task", f"{wire.base_url()}/Task") or not code:
+        return wire.respond(pages.bundle(query, [], None, 0))
+    session, actor = db_session(), current_actor()
+    limit = history.MAX_PAGE if result.count_only else max(result.count, 1)
+    try:
+        page = history.history(
+            session=session,
+            actor=actor,
+            code=code,
+            limit=limit,
+            cursor=(state or {}).get("history"),
+        )
+        code = prescriptions.parse_code(code)
+    except PrescriptionNotFound:
+        return wire.respond(pages.bundle(query, [], None, 0))
+    items = page["items"]
+    last = state is None and page["next_cursor"] is None
+    total = len(items) if last else None
+
+    def go_on(shown: int) -> dict[str, Any] | None:
+        if shown == len(items) and page["next_cursor"] is None:
+            return None
+        return pages.state_for(history=items[shown - 1]["id"])
+
+    resources = (resource for resource in outbound.audit_events(code, items))
+    return wire.respond(pages.bundle(query, resources, go_on if items else None, total))

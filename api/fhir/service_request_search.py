@@ -3,7 +3,7 @@ prescriber's own lines with every filter in the database; one entry per line, `_
 entries a page, `next` going on in the middle of a prescription when needed."""
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from api.auth import current_actor
@@ -12,8 +12,9 @@ from api.extensions import db_session
 from api.fhir import outbound, pages, params
 from api.fhir import systems as s
 from api.fhir.outcome import FhirError, Issue
-from epu import line_search, prescriptions
-from epu.errors import PrescriptionNotFound
+from api.limits import limits
+from epu import line_search, lookups, prescriptions, views
+from epu.errors import PrescriptionNotFound, ValidationFailed
 from epu.identifiers import ins_pseudonym, is_ins
 from epu.line_search import WITHDRAWN, WITHHELD, LineFilter, holds
 from epu.statuses import DONE, NOT_DONE, REMOVED, REPLACED, REQUESTED
@@ -27,6 +28,7 @@ STATES = {
 }
 MAX_READS = 20  # prescriptions named by requisition and _id in one search
 INS_SYSTEMS = {s.INS_NIR, s.INS_NIR_TEST, s.INS_NIR_DEMO}
+NIA_REFUSED = "An NIA (temporary identifier) is not a qualified INS: EPU needs the INS-NIR."
 
 
 @dataclass
@@ -51,16 +53,11 @@ def search(query: params.Search) -> dict[str, Any]:
         codes=_codes(query),
         pseudonym=_pseudonym(query.patient_identifiers) or (state or {}).get("patient"),
     )
-    if criteria.pseudonym is not None and actor.is_lab:
+    if not actor.is_prescriber and (query.patient_identifiers or (state or {}).get("lookup")):
+        return _by_lookup(query, state)
+    if actor.is_nurse:
         raise FhirError(
-            403,
-            [
-                Issue(
-                    "Laboratories find a patient's prescriptions through the patient lookup, "
-                    "not by searching ServiceRequests by patient.",
-                    "forbidden",
-                )
-            ],
+            403, [Issue("Nurses search ServiceRequests by patient (POST _search).", "forbidden")]
         )
     if criteria.codes is not None:
         return _by_reading(query, result, criteria, state)
@@ -90,8 +87,11 @@ def _codes(query: params.Search) -> dict[str, set[str] | None] | None:
     """The prescriptions (and lines) named by requisition and _id; ANDed when both given."""
     named: dict[str, set[str] | None] | None = None
     if query.has("requisition"):
-        codes = params.tokens(query, "requisition", s.REQUISITION_SYSTEM) or set()
-        named = {code: None for code in _normalised(codes)}
+        accepted: set[str] | None = None
+        for group in query.and_values("requisition"):
+            codes = {code for value in group if (code := _requisition(value)) is not None}
+            accepted = codes if accepted is None else accepted & codes
+        named = {code: None for code in _normalised(accepted or set())}
     if query.has("_id"):
         by_id: dict[str, set[str] | None] = {}
         for group in query.and_values("_id"):
@@ -105,6 +105,17 @@ def _codes(query: params.Search) -> dict[str, set[str] | None] | None:
     if named is not None and len(named) > MAX_READS:
         raise params.bad(f"At most {MAX_READS} prescriptions per search.", "requisition")
     return named
+
+
+def _requisition(value: str) -> str | None:
+    """An EPU code, or the code of the caller's prescription under its own order identifier
+    (system|value of the prescriber software)."""
+    system, bar, _ = value.partition("|")
+    if not bar or system in ("", s.REQUISITION_SYSTEM):
+        return params.token(value, s.REQUISITION_SYSTEM)
+    return prescriptions.code_of_order(
+        session=db_session(), actor=current_actor(), identifier=value
+    )
 
 
 def _intersect(left: dict, right: dict) -> dict:
@@ -129,11 +140,7 @@ def _pseudonym(identifiers: list[str]) -> str | None:
     for identifier in identifiers:
         system, _, value = identifier.rpartition("|")
         if system == s.INS_NIA:
-            raise params.bad(
-                "An NIA (temporary identifier) is not a qualified INS: EPU needs the INS-NIR.",
-                "patient.identifier",
-                "not-supported",
-            )
+            raise params.bad(NIA_REFUSED, "patient.identifier", "not-supported")
         if system not in INS_SYSTEMS or not is_ins(value):
             raise params.bad(
                 f"patient.identifier is an INS: {s.INS_NIR}|<15 characters with a valid key>.",
@@ -143,6 +150,61 @@ def _pseudonym(identifiers: list[str]) -> str | None:
     if len(values) > 1:
         raise params.bad("Search one patient at a time.", "patient.identifier")
     return values.pop()
+
+
+# ---- laboratories and nurses: the patient lookup --------------------------------------------
+
+
+def _by_lookup(query: params.Search, state: dict | None) -> dict[str, Any]:
+    """The patient lookup's rules, audit and limits (epu.lookups): the patient's open
+    prescriptions the caller may serve, by INS, birth date and how the patient is present.
+    Each page is a lookup; its cursor carries them encrypted, never in clear."""
+    actor = current_actor()
+    given = (state or {}).get("lookup") or _lookup_parameters(query)
+    limits().count_lookup(actor)
+    try:
+        found = lookups.lookup(
+            session=db_session(),
+            actor=actor,
+            ins=given["ins"],
+            birth_date=date.fromisoformat(given["birth_date"]),
+            presence=given["presence"],
+            ins_key=ins_key(),
+            view=views.full,
+        )["items"]
+    except ValidationFailed as error:
+        raise FhirError(
+            400, [Issue(f"{path}: {message}", "invalid") for path, message in error.errors.items()]
+        ) from error
+    resources = [
+        outbound.service_request(view, line)
+        for view in found
+        for line in view["lines"]
+        if line["status"] == REQUESTED
+    ]
+    return pages.listed(query, resources, state, lookup=given)
+
+
+def _lookup_parameters(query: params.Search) -> dict[str, str]:
+    identifiers = query.patient_identifiers
+    birth = query.lookup.get("patient.birthdate", [])
+    presence = query.lookup.get("presence", [])
+    if len(identifiers) != 1 or len(birth) != 1 or len(presence) != 1:
+        raise params.bad(
+            "A patient lookup takes one patient.identifier (INS), one patient.birthdate "
+            f"(YYYY-MM-DD) and one presence ({', '.join(lookups.PRESENCE_KINDS)}).",
+            "patient.identifier",
+        )
+    system, _, ins = identifiers[0].rpartition("|")
+    if system == s.INS_NIA:
+        raise params.bad(NIA_REFUSED, "patient.identifier", "not-supported")
+    if system not in INS_SYSTEMS:
+        raise params.bad(f"patient.identifier is {s.INS_NIR}|<INS>.", "patient.identifier")
+    try:
+        date.fromisoformat(birth[0])
+    except ValueError as error:
+        raise params.bad("patient.birthdate is a date YYYY-MM-DD.", "patient.birthdate") from error
+    return {"ins": ins, "birth_date": birth[0], "presence": presence[0]}
 
 
 # ---- by reading ------------------------------------------------------------------------------
@@ -208,16 +270,18 @@ def _own_lines(
     page = line_search.own_lines(
         session=db_session(), actor=actor, where=where, limit=result.count, after=after
     )
-    resources = [outbound.service_request(view, line) for view, line, _ in page["items"]]
-    next_url = None
-    if page["next"] is not None:
-        moment, pk, position = page["next"]
-        after_state = [moment.isoformat(), pk, position]
-        next_state = pages.state_for(after=after_state, patient=criteria.pseudonym)
-        next_url = pages.next_link(query, next_state)
-    elif state is None and total is None:
-        total = len(resources)
-    return pages.bundle(query, resources, next_url, total)
+    items = page["items"]
+    resources = (outbound.service_request(view, line) for view, line, _ in items)
+
+    def go_on(shown: int) -> dict[str, Any] | None:
+        if shown == len(items) and page["next"] is None:
+            return None
+        moment, pk, position = items[shown - 1][2]
+        return pages.state_for(after=[moment.isoformat(), pk, position], patient=criteria.pseudonym)
+
+    if state is None and total is None and page["next"] is None:
+        total = len(items)
+    return pages.bundle(query, resources, go_on if items else None, total)
 
 
 def _moment(text: str) -> datetime:

@@ -9,6 +9,8 @@ FHIR_JSON = "application/fhir+json"
 FHIR_VERSION = "4.0.1"
 
 LOINC = "http://loinc.org"
+FR_CORE_PATIENT = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-patient"
+FR_CORE_IDENTIFIER_TYPE = "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0203"
 RPPS = "https://rpps.esante.gouv.fr"
 FINESS = "https://finess.esante.gouv.fr"
 INS_NIR = "urn:oid:1.2.250.1.213.1.4.8"  # FR Core Patient INS: INS-NIR
@@ -35,7 +37,9 @@ SMART_OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/o
 _BASE = "https://epu.esante.gouv.fr/fhir"
 STRUCTURE = f"{_BASE}/StructureDefinition"
 CODE_SYSTEM = f"{_BASE}/CodeSystem"
+VALUE_SET = f"{_BASE}/ValueSet"
 OPERATION = f"{_BASE}/OperationDefinition"
+SEARCH_PARAMETER = f"{_BASE}/SearchParameter"
 
 # ServiceRequest extensions
 EXT_ALD = f"{STRUCTURE}/ald"  # valueBoolean: exam for an "affection de longue durée"
@@ -59,3 +63,7 @@ EXT_EXECUTION_WITHHELD = f"{STRUCTURE}/execution-withheld"  # valueBoolean
 CS_PRESCRIPTION_STATUS = f"{CODE_SYSTEM}/prescription-status"
 CS_EVENT_TYPE = f"{CODE_SYSTEM}/event-type"
 CS_ISSUE = f"{CODE_SYSTEM}/issue"  # the same slugs as the JSON API's problem codes
+CS_LINE_ORIGIN = f"{CODE_SYSTEM}/line-origin"
+CS_LINE_STATUS = f"{CODE_SYSTEM}/line-status"
+CS_RESULT_CHANNEL = f"{CODE_SYSTEM}/result-channel"
+RESTFUL_INTERACTION = "http://hl7.org/fhir/restful-interaction"

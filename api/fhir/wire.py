@@ -1,7 +1,11 @@
 """The wire: media types, bodies parsed with fhir.resources, responses, ETags and URLs."""
 
 import re
+from datetime import datetime
+from email.utils import format_datetime
+from ipaddress import ip_address
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import orjson
 import pydantic
@@ -9,36 +13,68 @@ from fhir_core.fhirabstractmodel import FHIRAbstractModel
 from flask import Response, request
 from werkzeug.datastructures import MultiDict
 
+from api.context import settings
 from api.fhir.outcome import FhirError, Issue
 from api.fhir.systems import FHIR_JSON
+from api.proxies import PROXIED
 
 INBOUND_TYPES = (FHIR_JSON, "application/json", "application/json+fhir")
 FORM = "application/x-www-form-urlencoded"
-OUTBOUND_TYPES = [FHIR_JSON, "application/json"]
 FORMATS = ("json", FHIR_JSON, "application/json", "application/json+fhir")
+ACCEPTED_TYPES = (*FORMATS[1:], "application/*", "*/*")
+FHIR_VERSIONS = ("4.0", "4.0.1")
 MAX_ISSUES = 100  # an invalid resource is answered with its first issues, not all of them
 MAX_ENTRIES = 100  # a transaction holds a prescription: its lines and a few resources
 _FORBIDDEN_CHARACTER = re.compile("[\x00\ud800-\udfff]")
-_VERSION = re.compile(r'(?:W/)?"(\d+)"')
+_VERSION = re.compile(r'(?:W/)?"(\d{1,18})"')
 
 Model = TypeVar("Model", bound=FHIRAbstractModel)
 
 
 def check_media_types() -> None:
-    """Blueprint before_request: JSON bodies in, FHIR JSON out (415 and 406 otherwise)."""
+    """Blueprint before_request: JSON bodies in, FHIR JSON out (415 and 406 otherwise).
+
+    `_format` overrides Accept; `fhirVersion` on either media type must be R4 (4.0, 4.0.1)."""
     fmt = request.args.get("_format")
-    if fmt is not None and fmt not in FORMATS:
-        detail = f"_format {fmt!r} is not supported: use json."
-        raise FhirError(406, [Issue(detail, "not-supported")])
-    accept = request.accept_mimetypes
-    if accept and accept.best_match(OUTBOUND_TYPES) is None:
-        detail = f"This server answers {FHIR_JSON} only."
+    if fmt is not None:
+        if fmt.split(";")[0].strip().replace(" ", "+") not in FORMATS:  # an unescaped "+"
+            detail = f"_format {fmt[:60]!r} is not supported: use json."
+            raise FhirError(406, [Issue(detail, "not-supported")])
+    elif not _acceptable(request.headers.get("Accept", "")):
+        detail = f"This server answers {FHIR_JSON} (fhirVersion 4.0) only."
         raise FhirError(406, [Issue(detail, "not-supported")])
     has_body = request.content_length or (request.content_length is None and request.data)
     accepted = (*INBOUND_TYPES, FORM) if request.path.endswith("/_search") else INBOUND_TYPES
-    if request.method == "POST" and has_body and request.mimetype not in accepted:
-        detail = f"Send the body as {FHIR_JSON}, not {request.mimetype or 'nothing'}."
-        raise FhirError(415, [Issue(detail, "not-supported")])
+    if request.method == "POST" and has_body:
+        parameters = {name.lower(): value for name, value in request.mimetype_params.items()}
+        version = parameters.get("fhirversion")
+        if request.mimetype not in accepted or version not in (None, *FHIR_VERSIONS):
+            detail = f"Send the body as {FHIR_JSON}, not {request.content_type or 'nothing'}."
+            raise FhirError(415, [Issue(detail[:300], "not-supported")])
+
+
+def _acceptable(header: str) -> bool:
+    """Whether an Accept header admits FHIR JSON R4 (its fhirVersion parameter read too)."""
+    if not header.strip():
+        return True
+    for item in header.split(",")[:50]:
+        media, *parameters = (part.strip() for part in item.split(";"))
+        values = {}
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            values[name.strip().lower()] = value.strip().strip('"')
+        if media.lower() not in ACCEPTED_TYPES or _quality(values.get("q", "1")) <= 0:
+            continue
+        if values.get("fhirversion", FHIR_VERSIONS[0]) in FHIR_VERSIONS:
+            return True
+    return False
+
+
+def _quality(value: str) -> float:
+    try:
+        return float(value[:8])
+    except ValueError:
+        return 0.0
 
 
 def json_body(*, required: bool = True) -> dict[str, Any] | None:
@@ -124,9 +160,28 @@ def domain_if_none_match() -> str | None:
     return ", ".join(f'"v{version}"' for version in _VERSION.findall(header)) or None
 
 
-def not_modified() -> Response:
-    etag_header = {"ETag": request.headers["If-None-Match"].strip()}
-    return Response(status=304, headers=etag_header, content_type=f"{FHIR_JSON}; charset=utf-8")
+def if_none_match_star() -> bool:
+    return request.headers.get("If-None-Match", "").strip() == "*"
+
+
+def not_modified(version: int) -> Response:
+    """304 with the resource's current ETag (never the client's header echoed back)."""
+    return Response(status=304, headers={"ETag": etag(version)})
+
+
+def versioned(view: dict[str, Any]) -> dict[str, str]:
+    """ETag and Last-Modified of a read."""
+    moment = datetime.fromisoformat(view["updated_at"].replace("Z", "+00:00"))
+    return {"ETag": etag(view["version"]), "Last-Modified": format_datetime(moment, usegmt=True)}
+
+
+def if_match_versions() -> set[int] | None:
+    """Versions named by If-Match as FHIR clients send it (W/"3" or "3"); None: no If-Match or
+    *. A header naming no version matches nothing (412)."""
+    header = request.headers.get("If-Match", "").strip()
+    if not header or header == "*":
+        return None
+    return {int(version) for version in _VERSION.findall(header)[:20]}
 
 
 def preferences() -> dict[str, str]:
@@ -142,7 +197,31 @@ def preferences() -> dict[str, str]:
 
 
 def base_url() -> str:
-    return request.url_root.rstrip("/") + "/fhir"
+    return public_root() + "/fhir"
+
+
+def public_root() -> str:
+    """scheme://host[/prefix] of every absolute URL given: EPU_PUBLIC_BASE_URL; else the
+    request's own, when it came through a trusted proxy or to a loopback address (make run)."""
+    configured = settings().public_base_url
+    if configured:
+        return configured
+    if request.environ.get(PROXIED) or _is_loopback(urlsplit(f"//{request.host}").hostname):
+        return request.url_root.rstrip("/")
+    detail = (
+        f"This server does not answer for the host {request.host[:100]!r}: set "
+        "EPU_PUBLIC_BASE_URL (or EPU_TRUSTED_PROXIES) so that links name it."
+    )
+    raise FhirError(421, [Issue(detail, "not-supported")])
+
+
+def _is_loopback(hostname: str | None) -> bool:
+    if hostname == "localhost":
+        return True
+    try:
+        return ip_address(hostname or "").is_loopback
+    except ValueError:
+        return False
 
 
 def absolute(path: str) -> str:

@@ -62,7 +62,9 @@ def scan(data):
     )
 
 
-def take(code: str, patient_ins: str | None, objects_to_sharing: bool) -> dict:
+def take(
+    code: str, patient_ins: str | None, objects_to_sharing: bool, if_match: set[int] | None = None
+) -> dict:
     actor = current_actor()
     with (
         limits().failed_scan_slot(actor) as slot,
@@ -76,6 +78,7 @@ def take(code: str, patient_ins: str | None, objects_to_sharing: bool) -> dict:
                 ins_key=ins_key(),
                 patient_ins=patient_ins,
                 objects_to_sharing=objects_to_sharing,
+                if_match=if_match,
             )
         except PrescriptionNotFound:
             slot.keep()

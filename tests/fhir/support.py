@@ -9,6 +9,7 @@ import copy
 import json
 import uuid
 from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
 
 from fhir.resources.R4B import get_fhir_model_class
 from fhirclient.models.fhirelementfactory import FHIRElementFactory
@@ -32,9 +33,92 @@ def parse_both(body: dict):
     return model
 
 
+CANONICAL_BASE = "https://epu.esante.gouv.fr/fhir/"
+RESULT_PARAMETERS = {"_count", "_cursor", "_total", "_summary", "_elements", "_format"}
+RESULT_PARAMETERS |= {"_totalMethod"}
+ALIASES = {
+    "subject:identifier": "patient.identifier",
+    "patient:identifier": "patient.identifier",
+    "subject.identifier": "patient.identifier",
+}
+_resolved: dict[str, dict] = {}  # canonical URL -> the resource this server gives for it
+_statement: dict = {}
+
+
+def canonicals(value, found=None) -> set[str]:
+    """Every EPU canonical URL in a JSON value (a version or fragment suffix dropped)."""
+    found = set() if found is None else found
+    if isinstance(value, dict):
+        for item in value.values():
+            canonicals(item, found)
+    elif isinstance(value, list):
+        for item in value:
+            canonicals(item, found)
+    elif isinstance(value, str) and value.startswith(CANONICAL_BASE):
+        found.add(value.split("|")[0].split("#")[0])
+    return found
+
+
+def codings(value, found=None) -> list[tuple[str, str]]:
+    found = [] if found is None else found
+    if isinstance(value, dict):
+        if isinstance(value.get("system"), str) and isinstance(value.get("code"), str):
+            found.append((value["system"], value["code"]))
+        for item in value.values():
+            codings(item, found)
+    elif isinstance(value, list):
+        for item in value:
+            codings(item, found)
+    return found
+
+
+def check_canonicals(http, body: dict) -> None:
+    """Each EPU canonical URL in an answer resolves under /fhir to a valid resource of that url;
+    each code of an EPU CodeSystem is one of its concepts."""
+    for url in canonicals(body) - set(_resolved):
+        path = "/fhir/" + url.removeprefix(CANONICAL_BASE)
+        response = http.get(path, headers={"Accept": FHIR})
+        assert response.status_code == 200, f"{url} does not resolve: {response.get_data()}"
+        check_answer(response)
+        assert response.get_json()["url"] == url
+        _resolved[url] = response.get_json()
+    for system, code in codings(body):
+        definition = _resolved.get(system)
+        if definition and definition["resourceType"] == "CodeSystem":
+            concepts = {concept["code"] for concept in definition["concept"]}
+            assert code in concepts, f"{code} is not in {system}"
+
+
+def check_declared(http, method: str, path: str, query: dict, response) -> None:
+    """Every search parameter and operation used (and answered) is in the CapabilityStatement
+    (the parameters of a lenient search: those it applied, in its self link)."""
+    if response.status_code >= 400:
+        return
+    if response.is_json and response.get_json().get("type") == "searchset":
+        query = parse_qs(urlsplit(response.get_json()["link"][0]["url"]).query)
+    if not _statement:
+        _statement.update(http.get("/fhir/metadata").get_json())
+    parts = path.removeprefix("/fhir/").split("/")
+    resources = {r["type"]: r for r in _statement["rest"][0]["resource"]}
+    if parts[-1].startswith("$"):
+        declared = {op["name"] for op in resources[parts[0]].get("operation", [])}
+        assert parts[-1][1:] in declared, f"{path}: undeclared operation"
+        return
+    searching = (method == "GET" and len(parts) == 1) or parts[-1] == "_search"
+    if not searching or parts[0] not in resources:
+        return
+    declared = {param["name"] for param in resources[parts[0]].get("searchParam", [])}
+    for name in query:
+        name = ALIASES.get(name, name)
+        base = name if name in declared else name.split(":")[0]
+        assert base in declared | RESULT_PARAMETERS, f"{path}: undeclared parameter {name}"
+
+
 def check_answer(response) -> None:
     if response.status_code == 304:
         assert response.get_data() == b""
+        return
+    if response.headers.get("Preference-Applied") == "return=minimal" and not response.data:
         return
     assert response.headers["Content-Type"] == f"{FHIR}; charset=utf-8", response.get_data()
     parse_both(response.get_json())
@@ -57,6 +141,13 @@ class Fhir:
             kwargs["data"] = json.dumps(kwargs.pop("json"))
         response = self.http.open(path, method=method, headers=all_headers, **kwargs)
         check_answer(response)
+        if response.status_code != 304 and response.data:
+            check_canonicals(self.http, response.get_json())
+        split = urlsplit(path)
+        query = parse_qs(split.query, keep_blank_values=True)
+        if isinstance(kwargs.get("data"), str) and split.path.endswith("/_search"):
+            query.update(parse_qs(kwargs["data"], keep_blank_values=True))
+        check_declared(self.http, method, split.path, query, response)
         return response
 
     def get(self, path: str, party=None, **kwargs):

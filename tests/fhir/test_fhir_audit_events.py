@@ -18,7 +18,8 @@ def events(fhir, party, entity) -> list[dict]:
 
 
 def subtype(event: dict) -> str:
-    return event["subtype"][0]["code"]
+    """EPU's event type (after the standard interaction code, where one fits)."""
+    return event["subtype"][-1]["code"]
 
 
 def test_history_as_audit_events_says_what_the_json_history_says(fhir, http, prescriber, lab):
@@ -83,3 +84,17 @@ def test_someone_elses_or_unknown_history_is_empty(fhir, http, prescriber, other
     assert events(fhir, prescriber, f"ServiceRequest/{code}-L1") == []
     assert events(fhir, prescriber, "Task/garbage") == []
     assert fhir.get("/fhir/AuditEvent", prescriber).status_code == 400
+
+
+def test_audit_events_page_like_the_other_searches(fhir, http, prescriber, lab):
+    code = create_json(http, prescriber)
+    http.post("/api/v1/scans", json={"code": code}, headers=lab.headers)
+    http.post(f"/api/v1/prescriptions/{code}/release", headers=lab.headers)
+    page = fhir.get(f"/fhir/AuditEvent?entity=Task/{code}&_count=1", prescriber).json
+    seen = [subtype(e) for e in resources(page)]
+    while next_urls := [link["url"] for link in page["link"] if link["relation"] == "next"]:
+        page = fhir.get(next_urls[0].removeprefix("http://localhost"), prescriber).json
+        seen += [subtype(e) for e in resources(page)]
+    assert seen == ["created", "taken", "released"]
+    counted = fhir.get(f"/fhir/AuditEvent?entity=Task/{code}&_summary=count", prescriber).json
+    assert counted["total"] == 3 and "entry" not in counted

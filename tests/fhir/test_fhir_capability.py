@@ -22,6 +22,9 @@ CLAIMS = {
         "test_fhir_transaction:test_transaction_creates_one_prescription",
         "test_fhir_transaction:test_warnings_come_back_as_an_operation_outcome_on_their_entry",
         "test_fhir_transaction:test_idempotency_key_replays_the_first_answer",
+        "test_fhir_transaction:test_if_none_exist_on_the_requisition_answers_the_existing",
+        "test_fhir_transaction:test_the_prescriber_softwares_identifier_makes_creation_idempotent",
+        "test_fhir_http:test_prefer_return_on_the_transaction",
     ],
     "ServiceRequest:interaction:read": [
         "test_fhir_service_requests:test_read_service_request_says_what_the_json_api_says",
@@ -34,9 +37,11 @@ CLAIMS = {
     "ServiceRequest:versioning:versioned": [
         "test_fhir_service_requests:test_service_request_is_versioned_but_not_conditionally_read"
     ],
-    "ServiceRequest:conditionalCreate": [
-        "test_fhir_transaction:test_if_none_exist_on_the_requisition_answers_the_existing",
-        "test_fhir_transaction:test_the_prescriber_softwares_identifier_makes_creation_idempotent",
+    "ServiceRequest:interaction:vread": [
+        "test_fhir_http:test_vread_gives_the_current_version_and_404_for_others"
+    ],
+    "Task:interaction:vread": [
+        "test_fhir_http:test_vread_gives_the_current_version_and_404_for_others"
     ],
     "ServiceRequest:conditionalRead:not-supported": [
         "test_fhir_service_requests:test_service_request_is_versioned_but_not_conditionally_read"
@@ -130,6 +135,25 @@ CLAIMS = {
         f"{SUBSCRIPTIONS}:test_status_and_events_recover_after_downtime"
     ],
     "Basic:interaction:read": [f"{SUBSCRIPTIONS}:test_the_topic_is_published_and_declared"],
+    "AuditEvent:interaction:read": [
+        "test_fhir_conformance:test_audit_event_full_urls_are_readable"
+    ],
+    "ServiceRequest:searchParam:presence": [
+        "test_fhir_search:test_laboratories_search_a_patient_by_the_lookup_rules",
+        "test_fhir_search:test_a_lookup_needs_its_birth_date_and_presence",
+    ],
+    "ServiceRequest:searchParam:patient.birthdate": [
+        "test_fhir_search:test_laboratories_search_a_patient_by_the_lookup_rules"
+    ],
+    "ServiceRequest:searchParam:_cursor": [
+        "test_fhir_search:test_count_counts_entries_and_next_goes_on_inside_a_prescription",
+        "test_fhir_search:test_a_cursor_is_for_its_client_only",
+    ],
+    "Task:searchParam:_cursor": ["test_fhir_tasks:test_task_search_by_group_identifier"],
+    "Task:searchParam:_id": ["test_fhir_tasks:test_task_search_by_group_identifier"],
+    "AuditEvent:searchParam:_cursor": [
+        "test_fhir_audit_events:test_audit_events_page_like_the_other_searches"
+    ],
     "AuditEvent:searchParam:entity": [
         "test_fhir_audit_events:test_someone_elses_or_unknown_history_is_empty"
     ],

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from tests.factories import prescription_body
-from tests.fhir.support import FHIR, default_lines, transaction_bundle
+from tests.fhir.support import FHIR, transaction_bundle
 
 
 def create_json(http, party) -> str:
@@ -91,13 +91,17 @@ def test_409_and_410_from_the_domain(fhir, http, prescriber, lab, other_lab):
     assert issue["details"]["coding"][0]["code"] == "cancelled"
 
 
-def test_412_when_a_condition_cannot_hold(fhir, http, prescriber):
+def test_412_when_the_conditions_match_several_prescriptions(fhir, http, prescriber):
     code = create_json(http, prescriber)
-    bundle = transaction_bundle(default_lines() * 2)  # six ServiceRequests, three lines
+    mine = {"system": "urn:oid:1.2.250.1.999.1", "value": "ORDER-7"}
+    assert fhir.post("/fhir", prescriber, json=transaction_bundle(identifier=mine)).status_code
     response = fhir.post(
-        "/fhir", prescriber, json=bundle, headers={"If-None-Exist": f"requisition={code}"}
+        "/fhir",
+        prescriber,
+        json=transaction_bundle(identifier=mine),
+        headers={"If-None-Exist": f"requisition={code}"},
     )
-    outcome(response, 412, "conflict")
+    outcome(response, 412, "multiple-matches")
 
 
 def test_415_for_other_media_types_and_json_is_accepted(fhir, prescriber):

@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit
 import pytest
 from sqlalchemy import select
 
-from models import Prescription
+from models import Event, Prescription
 from tests.factories import BLOOD_COUNT, OTHER_INS, PROLACTIN, VALID_INS, prescription_body
 from tests.fhir.support import EPU_OID, INS_OID, LOINC, resources
 
@@ -144,13 +144,6 @@ def test_post_search_refuses_an_nia_and_a_bad_ins(fhir, prescriber):
         fhir, prescriber, **{"patient.identifier": f"{INS_OID}|269052A12345600"}
     )
     assert wrong_key.status_code == 400
-
-
-def test_laboratories_are_refused_a_search_by_patient(fhir, http, prescriber, lab):
-    create(http, prescriber)
-    response = post_search(fhir, lab, **{"patient.identifier": f"{INS_OID}|{VALID_INS}"})
-    assert response.status_code == 403
-    assert "patient lookup" in response.json["issue"][0]["diagnostics"]
 
 
 def test_search_by_id_one_or_several(fhir, http, prescriber, other_prescriber):
@@ -291,3 +284,40 @@ def test_a_cursor_is_for_its_client_only(fhir, http, prescriber, other_prescribe
     url = next(link["url"] for link in page["link"] if link["relation"] == "next")
     response = fhir.get(url.removeprefix("http://localhost"), other_prescriber)
     assert response.status_code == 400
+
+
+# ---- laboratories and nurses: the patient lookup ---------------------------------------------
+
+
+def lookup(fhir, party, birth="1969-05-01", presence="carte_vitale", **extra):
+    return post_search(
+        fhir,
+        party,
+        **{
+            "patient.identifier": f"{INS_OID}|{VALID_INS}",
+            "patient.birthdate": birth,
+            "presence": presence,
+            **extra,
+        },
+    )
+
+
+def test_laboratories_search_a_patient_by_the_lookup_rules(fhir, http, session, prescriber, lab):
+    codes = [create(http, prescriber) for _ in range(2)]
+    create(http, prescriber, ins=OTHER_INS)
+    found = lookup(fhir, lab)
+    assert found.status_code == 200, found.json
+    assert sorted(ids(found.json)) == sorted(f"{c}-L{n}" for c in codes for n in (1, 2, 3))
+    paged = lookup(fhir, lab, _count="2")
+    assert sorted(all_pages(fhir, lab, paged.json)) == sorted(ids(found.json))
+    assert ids(lookup(fhir, lab, birth="1970-01-01").json) == []  # as a patient with none
+    looked_up = session.scalars(select(Event.type).where(Event.type == "patient_lookup")).all()
+    assert len(looked_up) >= 3  # each page is an audited lookup
+
+
+def test_a_lookup_needs_its_birth_date_and_presence(fhir, lab):
+    missing = post_search(fhir, lab, **{"patient.identifier": f"{INS_OID}|{VALID_INS}"})
+    assert missing.status_code == 400
+    assert "patient.birthdate" in missing.json["issue"][0]["diagnostics"]
+    wrong = lookup(fhir, lab, presence="telepathy")
+    assert wrong.status_code == 400

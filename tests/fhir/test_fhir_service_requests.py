@@ -85,6 +85,7 @@ def test_read_service_request_says_what_the_json_api_says(fhir, http, prescriber
     assert patient == {
         "resourceType": "Patient",
         "id": "patient",
+        "meta": {"profile": ["https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-patient"]},
         "gender": "female",
         "birthDate": "1969-05-01",
     }

@@ -82,6 +82,12 @@ def test_task_search_by_group_identifier(fhir, http, prescriber, other_prescribe
         found = fhir.get(f"/fhir/Task?group-identifier={value}", party).json
         assert resources(found) == [] and found["total"] == 0
     assert fhir.get("/fhir/Task", prescriber).status_code == 400
+    other = create_json(http, prescriber)
+    both = fhir.get(f"/fhir/Task?_id={code},{other}&_count=1", prescriber).json
+    assert len(resources(both)) == 1 and both["total"] == 2
+    next_url = next(link["url"] for link in both["link"] if link["relation"] == "next")
+    rest = fhir.get(next_url.removeprefix("http://localhost"), prescriber).json
+    assert {t["id"] for t in resources(both) + resources(rest)} == {code, other}
 
 
 def test_task_visibility_is_the_json_apis(fhir, http, prescriber, other_prescriber, lab):

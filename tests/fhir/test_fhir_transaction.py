@@ -357,16 +357,34 @@ def test_if_none_exist_on_an_unknown_requisition_creates(
     assert count(session) == 2
 
 
-def test_if_none_exist_is_412_when_the_existing_holds_fewer_lines(fhir, prescriber):
+def test_conditional_create_with_one_match_answers_it_and_ignores_the_content(
+    fhir, session, prescriber
+):
     code = fhir.create(prescriber, transaction_bundle([service_request(BLOOD_COUNT)]))["code"]
     response = fhir.post(
         "/fhir",
         prescriber,
-        json=transaction_bundle(),
+        json=transaction_bundle(),  # three lines posted, one stored
         headers={"If-None-Exist": f"requisition={code}"},
     )
-    assert response.status_code == 412
-    assert issues(response)[0]["code"] == "conflict"
+    assert response.status_code == 200
+    locations = [entry["response"]["location"] for entry in response.json["entry"][1:]]
+    assert locations == [
+        f"ServiceRequest/{code}-L1/_history/1",
+        f"Task/{code}/_history/1",
+        f"Task/{code}/_history/1",
+    ]
+    assert count(session) == 1
+    unknown = fhir.post(
+        "/fhir",
+        prescriber,
+        json=transaction_bundle(),
+        headers={"If-None-Exist": "requisition=01S2TBPZ2JCNZZYGHZ"},
+    )
+    assert unknown.status_code == 200  # no match: created
+    assert unknown.json["entry"][1]["response"]["status"] == "201 Created"
+    session.rollback()
+    assert count(session) == 2
 
 
 def test_the_prescriber_softwares_identifier_makes_creation_idempotent(fhir, session, prescriber):
@@ -392,9 +410,19 @@ def test_the_prescriber_softwares_identifier_makes_creation_idempotent(fhir, ses
         )
     assert count(session) == 1
     another = fhir.post("/fhir", prescriber, json=transaction_bundle(lines, identifier=mine))
-    assert another.status_code == 422  # another content under the same identifier
-    records = session.scalars(select(IdempotencyRecord.key)).all()
-    assert records == [f"fhir-identifier:{mine['system']}|{mine['value']}"]
+    assert another.status_code == 200  # another content under the same identifier: the first
+    assert (
+        another.json["entry"][1]["response"]["location"]
+        == (first.json["entry"][1]["response"]["location"])
+    )
+    assert count(session) == 1
+    stored = session.scalar(select(Prescription.order_identifier))
+    assert stored == f"{mine['system']}|{mine['value']}"
+    assert session.scalars(select(IdempotencyRecord.key)).all() == []
+    found = fhir.get(
+        f"/fhir/ServiceRequest?requisition={mine['system']}|{mine['value']}", prescriber
+    )
+    assert len(found.json["entry"]) == 3
 
 
 def test_conflicting_conditions_are_refused(fhir, prescriber):
