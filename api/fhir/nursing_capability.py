@@ -2,14 +2,16 @@
 
 from typing import Any
 
+from api.fhir import conformance
 from api.fhir import systems as s
-from api.fhir.specimens import CS_SAMPLING, EXT_CONTAINERS
+from api.fhir.specimens import CS_SAMPLING, EXT_CONTAINERS, SAMPLING_CODES
 from epu import specimen_types
 
 TASK_SEARCH_PARAMS = [
     {
         "name": "patient-identifier",
         "type": "token",
+        "definition": f"{s.SEARCH_PARAMETER}/Task-patient-identifier",
         "documentation": "The patient lookup (laboratories and nurses): the INS as "
         f"`{s.INS_NIR}|<INS>` (or the test system `{s.INS_NIR_TEST}`), with `patient-birthdate`"
         " (YYYY-MM-DD), both required, only in the body of POST /fhir/Task/_search "
@@ -22,11 +24,13 @@ TASK_SEARCH_PARAMS = [
     {
         "name": "patient-birthdate",
         "type": "date",
+        "definition": f"{s.SEARCH_PARAMETER}/Task-patient-birthdate",
         "documentation": "The patient's birth date (YYYY-MM-DD), with patient-identifier.",
     },
     {
         "name": "presence",
         "type": "token",
+        "definition": f"{s.SEARCH_PARAMETER}/Task-presence",
         "documentation": "How the INS was read (patient lookup only).",
     },
 ]
@@ -61,3 +65,49 @@ def specimen() -> dict[str, Any]:
         "documentation": SPECIMEN_DOCUMENTATION,
         "interaction": [{"code": "read"}],
     }
+
+
+conformance.publish_operation(
+    "Task-record-sampling",
+    "record-sampling",
+    "Task",
+    RECORD_SAMPLING,
+    [
+        ("collected", "in", 1, "1", "dateTime", "When the specimens were collected.", ()),
+        ("specimen", "in", 1, "*", "Specimen", "One collected specimen.", ()),
+        (
+            "not-collected",
+            "in",
+            0,
+            "*",
+            None,
+            "A line not collected, with why.",
+            (
+                ("line", "in", 1, "1", "string", "The line id (L1, L2...).", ()),
+                ("reason", "in", 1, "1", "string", "Why it was not collected.", ()),
+            ),
+        ),
+        ("comment", "in", 0, "1", "string", "The nurse's comment.", ()),
+        ("destination", "in", 0, "1", "Identifier", "The laboratory (FINESS).", ()),
+        ("return", "out", 1, "1", "Bundle", "A collection Bundle of the Specimens.", ()),
+    ],
+    type_level=False,
+    instance=True,
+)
+
+
+for _param in TASK_SEARCH_PARAMS:
+    conformance.SEARCH_PARAMETERS[f"Task-{_param['name']}"] = {
+        "code": _param["name"],
+        "base": "Task",
+        "type": _param["type"],
+        "description": _param["documentation"],
+    }
+
+conformance.publish_extension(
+    EXT_CONTAINERS, "unsignedInt", "Specimen", "How many tubes or containers (1 to 10)."
+)
+conformance.CODE_SYSTEMS[CS_SAMPLING] = (
+    "Sampling outcome of a prescription (Task.businessStatus)",
+    lambda: {code: display for code, display in SAMPLING_CODES.values()},
+)

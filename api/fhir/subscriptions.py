@@ -166,6 +166,7 @@ def search():
             "resourceType": "Bundle",
             "type": "searchset",
             "total": len(own),
+            "link": _self_link(),
             "entry": [
                 {
                     "fullUrl": wire.absolute(f"Subscription/{item['id']}"),
@@ -229,9 +230,14 @@ def status(subscription_id):
             "resourceType": "Bundle",
             "type": "searchset",
             "total": 1,
+            "link": _self_link(),
             "entry": [{"resource": parameters, "search": {"mode": "match"}}],
         }
     )
+
+
+def _self_link() -> list[dict[str, str]]:
+    return [{"relation": "self", "url": wire.absolute(request.path.removeprefix("/fhir/"))}]
 
 
 def _number(name: str) -> int | None:

@@ -72,15 +72,34 @@ def codings(value, found=None) -> list[tuple[str, str]]:
     return found
 
 
+def canonical_path(url: str) -> str:
+    """Where a canonical resolves; R4 has no SubscriptionTopic, so the Backport IG publishes
+    the topic as a Basic resource of the same id."""
+    path = url.removeprefix(CANONICAL_BASE)
+    if path.startswith("SubscriptionTopic/"):
+        path = "Basic/" + path.removeprefix("SubscriptionTopic/")
+    return "/fhir/" + path
+
+
+def canonical_url(resource: dict) -> str | None:
+    if resource["resourceType"] == "Basic":
+        urls = [
+            extension["valueUri"]
+            for extension in resource.get("extension", [])
+            if extension["url"] == "http://hl7.org/fhir/StructureDefinition/artifact-url"
+        ]
+        return urls[0] if urls else None
+    return resource.get("url")
+
+
 def check_canonicals(http, body: dict) -> None:
     """Each EPU canonical URL in an answer resolves under /fhir to a valid resource of that url;
     each code of an EPU CodeSystem is one of its concepts."""
     for url in canonicals(body) - set(_resolved):
-        path = "/fhir/" + url.removeprefix(CANONICAL_BASE)
-        response = http.get(path, headers={"Accept": FHIR})
+        response = http.get(canonical_path(url), headers={"Accept": FHIR})
         assert response.status_code == 200, f"{url} does not resolve: {response.get_data()}"
         check_answer(response)
-        assert response.get_json()["url"] == url
+        assert canonical_url(response.get_json()) == url
         _resolved[url] = response.get_json()
     for system, code in codings(body):
         definition = _resolved.get(system)
