@@ -236,6 +236,8 @@ def fill(db: Database, count: int, ins_key: bytes, own_ins: list[str]) -> Filled
         )
         connection.execute(text(SHAPE), {"validity": VALIDITY_DAYS})
         connection.execute(text(PEOPLE))
+        for table in ("bench_shape", "bench_people"):  # else the planner guesses nested loops
+            connection.execute(text(f"ANALYZE {table}"))
         sql, params = _insert(Prescription.__table__, PRESCRIPTION_VALUES, PRESCRIPTION_FROM)
         connection.execute(text(sql), {**params, "salt": f"{time.time_ns()}", "own": own})
         connection.execute(

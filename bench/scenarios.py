@@ -345,6 +345,42 @@ def qr_available(world: World) -> str | None:
     return None
 
 
+LOOKUP = "/api/v1/patient-lookups"
+
+
+def _lookup_bodies(seed: int = 11) -> list[bytes]:
+    """One in three: a patient of the creates; the same INS with another birth date; an INS
+    with no prescription (issue 10's lookup, as bench/lookup.py asks it)."""
+    rng = random.Random(seed)
+    known = [{"ins": ins, "birth_date": "1969-05-01"} for ins in World.patients()]
+    wrong_date = [{**item, "birth_date": "1969-05-02"} for item in known]
+    unknown = [{"ins": bodies.random_ins(rng), "birth_date": "1969-05-01"} for _ in known]
+    mixed = [item for triple in zip(known, wrong_date, unknown, strict=True) for item in triple]
+    return [json_bytes({**item, "presence": "carte_vitale"}) for item in mixed]
+
+
+def patient_lookups(world: World) -> CallSource:
+    """POST /api/v1/patient-lookups by a laboratory: the patient's open prescriptions."""
+    payloads = _lookup_bodies()
+
+    def source(thread: int) -> Iterator[Call]:
+        lab = world.lab(thread)
+        for index in itertools.count(thread * 7):
+            body = payloads[index % len(payloads)]
+            yield Call(world.request("POST", LOOKUP, lab, body=body), OK, "patient_lookup")
+
+    return source
+
+
+def lookup_available(world: World) -> str | None:
+    response = call(
+        world.port, "POST", LOOKUP, headers=world.labs[0].auth, body=_lookup_bodies()[0]
+    )
+    if response.status != 200:
+        return f"no patient lookup (POST {LOOKUP} answered {response.status})"
+    return None
+
+
 def catalogue_searches(world: World) -> CallSource:
     def source(thread: int) -> Iterator[Call]:
         party = world.prescriber(thread) if thread % 2 == 0 else world.lab(thread)
@@ -470,6 +506,15 @@ SCENARIOS = [
         consumes_codes=True,
     ),
     Scenario("read", "full JSON read", "select", reads, 0.70, READ_P99_MS),
+    Scenario(
+        "patient_lookup",
+        "patient lookup (lab, INS + birth date)",
+        "select",
+        patient_lookups,
+        None,
+        READ_P99_MS,
+        check=lookup_available,
+    ),
     Scenario(
         "propose",
         "laboratory proposal (PATCH, mode proposal)",

@@ -133,15 +133,20 @@ def code_of_order(*, session: Session, actor: Actor, identifier: str) -> str | N
 
 
 def _store(session: Session, prescription: Prescription) -> None:
-    """One INSERT ... RETURNING id, one executemany for the lines: the ORM's unit of work cost
-    more than the rest of a create (bench/RESULTS.md). The objects stay out of the session
-    (what the create answers is built from them) and get the values the database stored."""
-    prescription.id = session.execute(
-        insert(Prescription).returning(Prescription.id), [_column_values(prescription)]
-    ).scalar_one()
+    """One INSERT ... RETURNING id, one executemany for the lines, as Core statements built
+    once: the ORM's unit of work (and its bulk insert) cost more than the rest of a create
+    (bench/RESULTS.md). The objects stay out of the session (what the create answers is built
+    from them) and get the values the database stored."""
+    connection = session.connection()
+    values = _column_values(prescription)
+    prescription.id = connection.execute(_INSERT_PRESCRIPTION, values).scalar_one()
     for line in prescription.lines:
         line.prescription_id = prescription.id
-    session.execute(insert(Line), [_column_values(line) for line in prescription.lines])
+    connection.execute(_INSERT_LINE, [_column_values(line) for line in prescription.lines])
+
+
+_INSERT_PRESCRIPTION = insert(Prescription.__table__).returning(Prescription.__table__.c.id)
+_INSERT_LINE = insert(Line.__table__)
 
 
 def _column_values(instance: Prescription | Line) -> dict[str, Any]:

@@ -1,15 +1,15 @@
 """the prescriber software's own order identifier, unique per prescriber
 
-Revision ID: 0008_i12
-Revises: 0007_i13
+Revision ID: 0009_i12
+Revises: 0008_i11
 Create Date: 2026-12-01
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008_i12"
-down_revision = "0007_i13"
+revision = "0009_i12"
+down_revision = "0008_i11"
 branch_labels = None
 depends_on = None
 
