@@ -31,6 +31,7 @@ from bench import (
     scenarios,
     server,
     soak,
+    webhooks,
 )
 from bench.console import log
 from bench.database import Account, Database
@@ -286,6 +287,8 @@ def main() -> int:
         trips = queries.round_trips(db, env["EPU_SECRET_KEY"], accounts[0][0], accounts[1][0])
         extra = f"\n## Database round trips per request\n\n{trips}\n"
         extra += "\n" + hardening.run(config.gunicorn, db, env, accounts, OUT)
+        if os.environ.get("BENCH_WEBHOOKS", "1") != "0":
+            extra += "\n" + webhooks.run(db, env, OUT)
         if config.soak_seconds > 0:
             extra += "\n" + soak.run(config.soak_seconds, config.gunicorn, db, env, accounts, OUT)
         info = meta(config, started, load_at_start)

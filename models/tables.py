@@ -276,6 +276,7 @@ class WebhookSubscription(Base):
     failing_since: Mapped[datetime | None]
     retry_at: Mapped[datetime | None]
     fhir: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    events_count: Mapped[int] = mapped_column(default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -292,6 +293,7 @@ class WebhookDelivery(Base):
             "prescription_id",
             "event_id",
         ),
+        Index("ix_webhook_deliveries_number", "subscription_id", "number"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -307,6 +309,7 @@ class WebhookDelivery(Base):
     prescription_version: Mapped[int | None]
     prescription_status: Mapped[str | None] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(default=0)
+    number: Mapped[int | None]  # FHIR event number in its subscription, given when first sent
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_until: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

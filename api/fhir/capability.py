@@ -3,6 +3,7 @@
 from typing import Any
 
 from api.fhir import systems as s
+from api.fhir.subscription_capability import subscription_resources
 
 SOFTWARE_VERSION = "1.0.0"
 DATE = "2026-01-01"
@@ -162,7 +163,7 @@ def _rest(base: str) -> dict[str, Any]:
             "description": f"OAuth2 client credentials at {token_url}; send the access token "
             "as `Authorization: Bearer`. Only /fhir/metadata is open without a token.",
         },
-        "resource": [_service_request(), _task(), _audit_event()],
+        "resource": [_service_request(), _task(), _audit_event(), *subscription_resources()],
         "interaction": [
             {
                 "code": "transaction",

@@ -14,6 +14,7 @@ commit order even on PostgreSQL; across prescriptions nothing is promised.
 import json
 import logging
 import os
+import queue
 import random
 import socket
 import threading
@@ -23,11 +24,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import and_, exists, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from epu.settings import Settings, WebhookSettings
-from epu.webhooks import sender, signing
+from epu.webhooks import fhir, sender, signing
 from epu.webhooks.events import PING, STATUS_ONLY
 from epu.webhooks.outbox import DELIVERED, PENDING, SKIPPED
 from models import Event, Prescription, WebhookAttempt, WebhookDelivery, WebhookSubscription
@@ -49,6 +50,8 @@ class Job:
     kind: str
     event_id: int | None
     payload: dict[str, Any]
+    content_type: str = "application/json"
+    headers: str | None = None  # encrypted JSON list of "Name: value" (FHIR channel.header)
 
 
 def _iso(moment: datetime) -> str:
@@ -75,7 +78,7 @@ def _hidden(delivery: WebhookDelivery, subscription: WebhookSubscription, row) -
     """The patient objected: the owner prescriber gets the status events only (checked when
     sending, so an objection recorded after the event still applies)."""
     return (
-        delivery.kind != PING
+        delivery.kind not in (PING, fhir.HANDSHAKE)
         and row.sharing_withheld
         and subscription.client_id == row.prescriber_id
         and delivery.kind not in STATUS_ONLY
@@ -116,7 +119,13 @@ def claim(
         .where(
             WebhookDelivery.status == PENDING,
             or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until < now),
-            WebhookSubscription.status == "active",
+            or_(
+                WebhookSubscription.status == "active",
+                and_(
+                    WebhookSubscription.status == "requested",
+                    WebhookDelivery.kind == fhir.HANDSHAKE,
+                ),
+            ),
             or_(WebhookSubscription.retry_at.is_(None), WebhookSubscription.retry_at <= now),
             ~waits_for_earlier,
         )
@@ -142,9 +151,21 @@ def claim(
             continue
         taken[subscription.id] += 1
         delivery.lease_owner, delivery.lease_until = owner, until
+        if subscription.kind == "fhir" and delivery.number is None and delivery.event_id:
+            delivery.number = _next_number(session, subscription.id)
         jobs.append(_job(delivery, subscription, facts, now))
     session.commit()
     return jobs
+
+
+def _next_number(session: Session, subscription_id: int) -> int:
+    """The subscription's next FHIR event number (atomic: dispatchers may claim together)."""
+    return session.execute(
+        update(WebhookSubscription)
+        .where(WebhookSubscription.id == subscription_id)
+        .values(events_count=WebhookSubscription.events_count + 1)
+        .returning(WebhookSubscription.events_count)
+    ).scalar_one()
 
 
 @dataclass(frozen=True)
@@ -159,7 +180,24 @@ def _job(delivery: WebhookDelivery, subscription: WebhookSubscription, facts: _F
     secrets = [subscription.secret]
     if subscription.previous_secret and (subscription.previous_secret_until or now) > now:
         secrets.append(subscription.previous_secret)
-    message_id = f"ping_{delivery.id}" if delivery.kind == PING else f"evt_{delivery.event_id}"
+    if delivery.kind in (PING, fhir.HANDSHAKE):
+        message_id = f"{delivery.kind}_{delivery.id}"
+    else:
+        message_id = f"evt_{delivery.event_id}"
+    if subscription.kind == "fhir":
+        return Job(
+            delivery_id=delivery.id,
+            subscription_id=subscription.id,
+            subscription_public_id=subscription.public_id,
+            url=subscription.url,
+            secrets=tuple(secrets),
+            message_id=message_id,
+            kind=delivery.kind,
+            event_id=delivery.event_id,
+            payload=fhir_payload(delivery, subscription, facts, now),
+            content_type=fhir.FHIR_JSON,
+            headers=(subscription.fhir or {}).get("headers"),
+        )
     return Job(
         delivery_id=delivery.id,
         subscription_id=subscription.id,
@@ -173,6 +211,26 @@ def _job(delivery: WebhookDelivery, subscription: WebhookSubscription, facts: _F
     )
 
 
+def fhir_payload(
+    delivery: WebhookDelivery, subscription: WebhookSubscription, facts: "_Facts", now
+) -> dict[str, Any]:
+    """A FHIR notification Bundle (id-only: the focus Task, nothing else)."""
+    base = (subscription.fhir or {}).get("base", "")
+    handshake = delivery.kind == fhir.HANDSHAKE
+    events = [] if handshake else [{"number": delivery.number, "at": facts.at, "code": facts.code}]
+    status = fhir.status_parameters(
+        base=base,
+        subscription_id=subscription.public_id,
+        status=subscription.status,
+        kind="handshake" if handshake else "event-notification",
+        events_since_start=0 if handshake else delivery.number,
+        events=events,
+    )
+    return fhir.notification(
+        base=base, subscription_id=subscription.public_id, at=now, status=status
+    )
+
+
 def retry_delay(failures: int, settings: WebhookSettings) -> float:
     """Exponential backoff with jitter: base, 2 x base, 4 x base... up to the cap, +/- 25 %."""
     delay = min(settings.retry_base * 2 ** max(failures - 1, 0), settings.retry_cap)
@@ -181,10 +239,85 @@ def retry_delay(failures: int, settings: WebhookSettings) -> float:
 
 @writes
 def settle(
-    *, session: Session, job: Job, outcome: sender.Outcome, settings: WebhookSettings
+    *,
+    session: Session,
+    results: list[tuple[Job, sender.Outcome]],
+    settings: WebhookSettings,
 ) -> None:
-    """Record an attempt and what follows from it, in one transaction."""
+    """Record attempts and what follows from them, several at once, in one transaction."""
     now = utcnow()
+    _settle_successes(session, [(j, o) for j, o in results if o.ok], now)
+    for job, outcome in results:
+        if not outcome.ok:
+            _settle_failure(session, job, outcome, settings, now)
+    session.commit()
+
+
+def _settle_successes(session: Session, results: list[tuple[Job, sender.Outcome]], now) -> None:
+    if not results:
+        return
+    # FOR KEY SHARE: the rows stay, and writers' foreign key checks never wait on us.
+    alive = set(
+        session.scalars(
+            select(WebhookDelivery.id)
+            .where(WebhookDelivery.id.in_([job.delivery_id for job, _ in results]))
+            .with_for_update(read=True, key_share=True)
+        )
+    )
+    results = [(job, outcome) for job, outcome in results if job.delivery_id in alive]
+    if not results:  # their subscriptions were deleted meanwhile
+        return
+    session.execute(
+        insert(WebhookAttempt),
+        [
+            {
+                "subscription_id": job.subscription_id,
+                "delivery_id": job.delivery_id,
+                "event_id": job.event_id,
+                "kind": job.kind,
+                "at": now,
+                "http_status": outcome.http_status,
+                "duration_ms": outcome.duration_ms,
+                "response_excerpt": outcome.excerpt,
+            }
+            for job, outcome in results
+        ],
+    )
+    quiet = {"synchronize_session": False}
+    session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id.in_([job.delivery_id for job, _ in results]))
+        .values(
+            status=DELIVERED,
+            delivered_at=now,
+            attempts=WebhookDelivery.attempts + 1,
+            lease_owner=None,
+            lease_until=None,
+        ),
+        execution_options=quiet,
+    )
+    subscriptions = {job.subscription_id for job, _ in results}
+    session.execute(
+        update(WebhookSubscription)
+        .where(WebhookSubscription.id.in_(subscriptions), WebhookSubscription.failures > 0)
+        .values(failures=0, failing_since=None, retry_at=None),
+        execution_options=quiet,
+    )
+    handshakes = {job.subscription_id for job, _ in results if job.kind == fhir.HANDSHAKE}
+    if handshakes:
+        session.execute(
+            update(WebhookSubscription)
+            .where(
+                WebhookSubscription.id.in_(handshakes), WebhookSubscription.status == "requested"
+            )
+            .values(status="active"),
+            execution_options=quiet,
+        )
+
+
+def _settle_failure(
+    session: Session, job: Job, outcome: sender.Outcome, settings: WebhookSettings, now
+) -> None:
     # FOR NO KEY UPDATE: writers inserting deliveries hold KEY SHARE locks on the
     # subscription (foreign key checks); a plain FOR UPDATE would queue them behind us.
     delivery = session.get(WebhookDelivery, job.delivery_id, with_for_update={"key_share": True})
@@ -192,7 +325,6 @@ def settle(
         WebhookSubscription, job.subscription_id, with_for_update={"key_share": True}
     )
     if delivery is None or subscription is None:  # deleted meanwhile
-        session.rollback()
         return
     session.add(
         WebhookAttempt(
@@ -209,17 +341,12 @@ def settle(
     )
     delivery.attempts += 1
     delivery.lease_owner = delivery.lease_until = None
-    if outcome.ok:
-        delivery.status, delivery.delivered_at = DELIVERED, now
-        if subscription.failures:
-            subscription.failures = 0
-            subscription.failing_since = subscription.retry_at = None
-    elif outcome.gone:
+    if outcome.gone:
         log.info("subscription %s answered 410 Gone: deleted", subscription.public_id)
         session.delete(subscription)
     else:
         _note_failure(subscription, outcome, now, settings)
-    session.commit()
+    session.flush()
 
 
 def _note_failure(
@@ -242,11 +369,19 @@ def send(job: Job, key: bytes, settings: WebhookSettings) -> sender.Outcome:
     body = json.dumps(job.payload, separators=(",", ":"), ensure_ascii=False)
     now = utcnow()
     secrets = [signing.decrypt(secret, key) for secret in job.secrets]
-    headers = {
-        "webhook-id": job.message_id,
-        "webhook-timestamp": str(int(now.timestamp())),
-        "webhook-signature": signing.signature(secrets, job.message_id, now, body),
-    }
+    headers = {}
+    if job.headers:
+        for header in json.loads(signing.decrypt(job.headers, key)):
+            name, _, value = header.partition(":")
+            headers[name.strip()] = value.strip()
+    headers.update(
+        {
+            "Content-Type": job.content_type,
+            "webhook-id": job.message_id,
+            "webhook-timestamp": str(int(now.timestamp())),
+            "webhook-signature": signing.signature(secrets, job.message_id, now, body),
+        }
+    )
     return sender.post(
         job.url,
         body.encode(),
@@ -269,9 +404,14 @@ class Dispatcher:
         self.busy: Counter[int] = Counter()
         self.in_flight = 0
         self.wake = threading.Event()
+        # Outcomes are recorded by one thread, many per transaction.
+        self.outcomes: queue.SimpleQueue[tuple[Job, sender.Outcome]] = queue.SimpleQueue()
+        self.sending_done = threading.Event()
+        self.settler = threading.Thread(target=self._settle_loop, name="settle", daemon=True)
 
     def run(self, stop: threading.Event) -> None:
         log.info("dispatcher %s started (%d workers)", self.owner, self.settings.workers)
+        self.settler.start()
         try:
             while not stop.is_set():
                 try:
@@ -285,6 +425,8 @@ class Dispatcher:
                     self.wake.clear()
         finally:
             self.pool.shutdown(wait=True)  # in-flight deliveries end within their timeout
+            self.sending_done.set()
+            self.settler.join()
             log.info("dispatcher %s stopped", self.owner)
 
     def step(self) -> int:
@@ -307,12 +449,33 @@ class Dispatcher:
     def _deliver(self, job: Job) -> None:
         try:
             outcome = send(job, self.key, self.settings)
-            with self.sessions() as session:
-                settle(session=session, job=job, outcome=outcome, settings=self.settings)
-        except Exception:
+        except Exception as error:  # e.g. a secret that no longer decrypts
             log.exception("delivery %s failed unexpectedly", job.delivery_id)
-        finally:
-            with self.lock:
-                self.in_flight -= 1
-                self.busy[job.subscription_id] -= 1
-            self.wake.set()
+            outcome = sender.Outcome(None, f"internal: {type(error).__name__}", 0)
+        self.outcomes.put((job, outcome))
+        with self.lock:
+            self.in_flight -= 1
+
+    def _settle_loop(self) -> None:
+        while True:
+            try:
+                batch = [self.outcomes.get(timeout=0.2)]
+            except queue.Empty:
+                if self.sending_done.is_set():
+                    return
+                continue
+            while len(batch) < 500:
+                try:
+                    batch.append(self.outcomes.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                with self.sessions() as session:
+                    settle(session=session, results=batch, settings=self.settings)
+            except Exception:  # their leases expire and they are sent again: at least once
+                log.exception("recording %d delivery outcomes failed", len(batch))
+            finally:
+                with self.lock:
+                    for job, _outcome in batch:
+                        self.busy[job.subscription_id] -= 1
+                self.wake.set()

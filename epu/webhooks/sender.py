@@ -107,8 +107,8 @@ def post(
             target,
             body=body,
             headers={
-                **headers,
                 "Content-Type": "application/json",
+                **headers,
                 "User-Agent": USER_AGENT,
                 "Connection": "close",
             },

@@ -19,13 +19,22 @@ from epu.settings import WebhookSettings
 from epu.webhooks import addresses, signing
 from epu.webhooks.events import ALL, PING, SUBSCRIBABLE
 from epu.webhooks.outbox import DELIVERED, PENDING
-from models import Client, WebhookAttempt, WebhookDelivery, WebhookSubscription
+from models import (
+    Client,
+    Event,
+    Prescription,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookSubscription,
+)
 from models.base import utcnow
 from models.db import writes
 
 MAX_PER_CLIENT = 10
 ROTATION_OVERLAP = timedelta(hours=24)
-ACTIVE, SUSPENDED = "active", "suspended"
+ACTIVE, SUSPENDED, REQUESTED = "active", "suspended", "requested"
+FHIR, HANDSHAKE = "fhir", "handshake"
+MAX_EVENTS_PAGE = 100
 
 
 def _iso(moment) -> str | None:
@@ -44,6 +53,7 @@ def view(subscription: WebhookSubscription, *, backlog: int | None = None) -> di
         "failures": subscription.failures,
         "next_retry_at": _iso(subscription.retry_at),
         "previous_secret_valid_until": _iso(subscription.previous_secret_until),
+        "events_count": subscription.events_count or 0,
     }
     if backlog is not None:
         body["backlog"] = backlog
@@ -95,19 +105,28 @@ def create(
         raise TooManySubscriptions()
     secret = signing.new_secret()
     subscription = WebhookSubscription(
-        public_id="sub_" + secrets.token_urlsafe(12),
+        public_id="sub-" + secrets.token_hex(10),
         client_id=actor.client_pk,
         kind=kind,
         url=url,
         events=events,
         description=description,
-        status=ACTIVE,
+        # A FHIR subscription is requested until its handshake gets a 2xx (Backport IG).
+        status=REQUESTED if kind == FHIR else ACTIVE,
         secret=signing.encrypt(secret, key),
         failures=0,
+        events_count=0,
         fhir=fhir,
         created_at=utcnow(),
     )
     session.add(subscription)
+    if kind == FHIR:
+        session.flush()
+        session.add(
+            WebhookDelivery(
+                subscription_id=subscription.id, kind=HANDSHAKE, status=PENDING, attempts=0
+            )
+        )
     session.commit()
     return {**view(subscription), "secret": secret}
 
@@ -274,3 +293,24 @@ def attempts(
     ]
     next_cursor = str(rows[limit - 1].id) if len(rows) > limit else None
     return {"items": items, "next_cursor": next_cursor}
+
+
+def numbered_events(
+    *, session: Session, actor: Actor, public_id: str, since: int, until: int | None
+) -> dict[str, Any]:
+    """A FHIR subscription's sent events by number ($events), at most 100 from `since`."""
+    subscription = _own(session, actor, public_id, kind=FHIR)
+    query = (
+        select(WebhookDelivery.number, Event.at, Prescription.code)
+        .join(Event, Event.id == WebhookDelivery.event_id)
+        .join(Prescription, Prescription.id == WebhookDelivery.prescription_id)
+        .where(WebhookDelivery.subscription_id == subscription.id, WebhookDelivery.number >= since)
+        .order_by(WebhookDelivery.number)
+        .limit(MAX_EVENTS_PAGE)
+    )
+    if until is not None:
+        query = query.where(WebhookDelivery.number <= until)
+    events = [{"number": n, "at": at, "code": code} for n, at, code in session.execute(query)]
+    body = {**view(subscription), "events": events}
+    session.rollback()
+    return body

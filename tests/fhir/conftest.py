@@ -3,6 +3,7 @@
 import pytest
 
 from tests.fhir.support import Fhir
+from tests.webhooks.conftest import hooks, receiver, run_dispatcher  # noqa: F401 (Subscription)
 
 
 @pytest.fixture

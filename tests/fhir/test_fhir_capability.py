@@ -4,6 +4,7 @@ import importlib
 
 from tests.fhir.support import EXT, parse_both
 
+SUBSCRIPTIONS = "test_fhir_subscriptions"
 TASK_READ = "test_fhir_tasks:test_task_read_with_etag_and_304_while_unchanged"
 # Each claim of the CapabilityStatement -> the tests (module:function) that exercise it.
 CLAIMS = {
@@ -97,6 +98,21 @@ CLAIMS = {
     "AuditEvent:interaction:search-type": [
         "test_fhir_audit_events:test_history_as_audit_events_says_what_the_json_history_says"
     ],
+    "Subscription:interaction:create": [
+        f"{SUBSCRIPTIONS}:test_subscription_handshake_then_id_only_notifications"
+    ],
+    "Subscription:interaction:read": [f"{SUBSCRIPTIONS}:test_a_subscription_is_its_owners_only"],
+    "Subscription:interaction:delete": [f"{SUBSCRIPTIONS}:test_a_subscription_is_its_owners_only"],
+    "Subscription:interaction:search-type": [
+        f"{SUBSCRIPTIONS}:test_a_subscription_is_its_owners_only"
+    ],
+    "Subscription:operation:status": [
+        f"{SUBSCRIPTIONS}:test_status_and_events_recover_after_downtime"
+    ],
+    "Subscription:operation:events": [
+        f"{SUBSCRIPTIONS}:test_status_and_events_recover_after_downtime"
+    ],
+    "Basic:interaction:read": [f"{SUBSCRIPTIONS}:test_the_topic_is_published_and_declared"],
     "AuditEvent:searchParam:entity": [
         "test_fhir_audit_events:test_someone_elses_or_unknown_history_is_empty"
     ],

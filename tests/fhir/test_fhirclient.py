@@ -55,7 +55,8 @@ def test_a_fhir_client_follows_a_prescription(live_server, prescriber, lab):
     smart.prepare()
     statement = smart.server.capabilityStatement
     assert statement.fhirVersion == "4.0.1"
-    assert {r.type for r in statement.rest[0].resource} == {"ServiceRequest", "Task", "AuditEvent"}
+    resources = {r.type for r in statement.rest[0].resource}
+    assert resources == {"ServiceRequest", "Task", "AuditEvent", "Subscription", "Basic"}
 
     # The GP's software posts the prescription as a transaction.
     answer = Bundle(transaction_bundle()).create(smart.server)

@@ -360,6 +360,8 @@ def test_redeliver_sends_again_from_an_event(
     code = flows.create(http, prescriber)
     flows.scan(http, lab, code)
     first, second = receiver.wait_for("/hook", 2)
+    log = f"{HOOKS}/{created['id']}/deliveries"
+    wait_until(lambda: len(http.get(log, headers=prescriber.headers).json["items"]) == 2)
     queued = http.post(
         f"{HOOKS}/{created['id']}/redeliver",
         json={"from_event": second.json["id"]},

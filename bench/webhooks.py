@@ -1,0 +1,324 @@
+"""Webhook delivery under load: `epu dispatch` against a local receiver (part of `make bench`).
+
+100 subscribers (a prescriber account each, one subscription each) on the benchmark's
+PostgreSQL database. Events are recorded through the domain's audit trail at a steady rate,
+round-robin over in-progress prescriptions of those prescribers, exactly as a use case records
+them (the outbox row in the event's own transaction); a receiver on loopback notes when each
+arrives. Latency runs from the event's commit to the receiver's answer. Knobs:
+BENCH_WEBHOOK_RATES (events/s, default "50,500"), BENCH_WEBHOOK_SECONDS (10),
+BENCH_WEBHOOK_DISPATCHERS (1).
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from bench import bodies
+from bench.console import log
+from bench.database import Database
+from bench.load import percentile
+from epu import clients, codes
+from epu.actors import PRESCRIBER, Actor
+from epu.audit import record
+from epu.settings import Settings, WebhookSettings
+from epu.webhooks import signing, subscriptions
+from models import Event, Prescription, WebhookDelivery
+from models.base import utcnow
+from models.db import make_engine, make_session_factory, writes
+
+SUBSCRIBERS = 100
+PRESCRIPTIONS_PER_SUBSCRIBER = 5
+EPU = Path(sys.executable).parent / "epu"
+REPO = Path(__file__).resolve().parents[1]
+DRAIN_SECONDS = 30
+SENDERS = 16  # threads recording events (the use cases' side)
+
+
+@dataclass
+class Result:
+    rate: float
+    seconds: float
+    events: int
+    delivered: int
+    achieved_rate: float  # events/s actually committed
+    throughput: float  # deliveries/s, from the first commit to the last arrival
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    backlog_at_end: int  # deliveries still waiting when the load stopped
+    drain_s: float  # from the end of the load to the last arrival
+
+    @property
+    def kept_up(self) -> bool:
+        return self.delivered == self.events and self.backlog_at_end <= self.rate
+
+
+class Receiver:
+    """A loopback HTTP server that notes the first arrival of each webhook-id."""
+
+    def __init__(self) -> None:
+        self.arrived: dict[str, float] = {}
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                now = time.time()
+                with receiver.lock:
+                    receiver.arrived.setdefault(self.headers.get("webhook-id", ""), now)
+                self.send_response(204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.server.request_queue_size = 512
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.arrived)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@writes
+def _push(*, session, prescription_id: int, actor: Actor) -> tuple[int, float]:
+    """One event, recorded as a use case records it; (event id, commit time)."""
+    prescription = session.get(Prescription, prescription_id, with_for_update=True)
+    record(session, prescription, "modified", actor, {"bench": True})
+    session.flush()
+    event_id = session.scalar(
+        select(func.max(Event.id)).where(Event.prescription_id == prescription_id)
+    )
+    session.commit()
+    return event_id, time.time()
+
+
+def _prepare(factory, settings: Settings, url: str) -> list[tuple[int, Actor]]:
+    key = signing.encryption_key(settings)
+    allowed = WebhookSettings(allow_http=True, allow_private=True)
+    targets = []
+    for index, rpps in enumerate(bodies.rpps_numbers(SUBSCRIBERS, first=1_000_900_000)):
+        with factory() as session:
+            client, _ = clients.create_client(
+                session=session, role=PRESCRIBER, identifier=rpps, name=f"Webhook {index}"
+            )
+        actor = Actor(client.id, PRESCRIBER, client.identifier, client.name)
+        with factory() as session:
+            subscriptions.create(
+                session=session,
+                actor=actor,
+                url=f"{url}/hook/{index}",
+                events=["*"],
+                description=None,
+                settings=allowed,
+                key=key,
+            )
+        with factory() as session:
+            now = utcnow()
+            rows = [
+                Prescription(
+                    code=codes.generate_code(),
+                    status="in_progress",
+                    prescriber_id=client.id,
+                    prescriber_rpps=rpps,
+                    prescriber_name=client.name,
+                    patient_sex="female",
+                    patient_birth_date=now.date().replace(year=1970),
+                    created_at=now,
+                    updated_at=now,
+                    expires_at=now + timedelta(days=365),
+                )
+                for _ in range(PRESCRIPTIONS_PER_SUBSCRIBER)
+            ]
+            session.add_all(rows)
+            session.commit()
+            targets += [(row.id, actor) for row in rows]
+    return targets
+
+
+def _pending(factory) -> int:
+    with factory() as session:
+        return session.scalar(select(func.count()).where(WebhookDelivery.status == "pending"))
+
+
+def _load(factory, targets, rate: float, seconds: float) -> dict[int, float]:
+    committed: dict[int, float] = {}
+    lock = threading.Lock()
+    total = int(rate * seconds)
+    start = time.monotonic()
+
+    def send(index: int) -> None:
+        planned = start + index / rate
+        delay = planned - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        prescription_id, actor = targets[index % len(targets)]
+        with factory() as session:
+            event_id, at = _push(session=session, prescription_id=prescription_id, actor=actor)
+        with lock:
+            committed[event_id] = at
+
+    with ThreadPoolExecutor(SENDERS) as pool:
+        for index in range(total):
+            pool.submit(send, index)
+    return committed
+
+
+def _measure(factory, receiver: Receiver, targets, rate: float, seconds: float) -> Result:
+    before = receiver.count()
+    started = time.time()
+    committed = _load(factory, targets, rate, seconds)
+    load_end = time.time()
+    backlog = _pending(factory)
+    deadline = time.monotonic() + DRAIN_SECONDS
+    while receiver.count() - before < len(committed) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with receiver.lock:
+        arrived = {k: v for k, v in receiver.arrived.items() if k.startswith("evt_")}
+    latencies = sorted(
+        (arrived[f"evt_{event}"] - at) * 1000
+        for event, at in committed.items()
+        if f"evt_{event}" in arrived
+    )
+    last = max((arrived[f"evt_{e}"] for e in committed if f"evt_{e}" in arrived), default=load_end)
+    return Result(
+        rate=rate,
+        seconds=seconds,
+        events=len(committed),
+        delivered=len(latencies),
+        achieved_rate=len(committed) / max(load_end - started, 1e-9),
+        throughput=len(latencies) / max(last - started, 1e-9),
+        p50_ms=percentile(latencies, 0.50) if latencies else 0.0,
+        p99_ms=percentile(latencies, 0.99) if latencies else 0.0,
+        max_ms=latencies[-1] if latencies else 0.0,
+        backlog_at_end=backlog,
+        drain_s=max(last - load_end, 0.0),
+    )
+
+
+def _start_dispatchers(db: Database, env: dict[str, str], count: int, out: Path):
+    environment = {
+        **os.environ,
+        **env,
+        "EPU_DATABASE_URL": db.url,
+        "EPU_WEBHOOK_ALLOW_HTTP": "1",
+        "EPU_WEBHOOK_ALLOW_PRIVATE": "1",
+    }
+    processes = []
+    for index in range(count):
+        log_file = (out / f"dispatch-{index}.log").open("wb")
+        command = [str(EPU), "dispatch"]  # our own fixed arguments
+        processes.append(
+            subprocess.Popen(  # noqa: S603
+                command, env=environment, cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT
+            )
+        )
+    return processes
+
+
+def run(db: Database, env: dict[str, str], out: Path) -> str:
+    """Measure, and return the report's Markdown section."""
+    rates = [float(r) for r in os.environ.get("BENCH_WEBHOOK_RATES", "50,500").split(",") if r]
+    seconds = float(os.environ.get("BENCH_WEBHOOK_SECONDS", "10"))
+    dispatchers = int(os.environ.get("BENCH_WEBHOOK_DISPATCHERS", "1"))
+    settings = Settings(database_url=db.url, secret_key=env["EPU_SECRET_KEY"])
+    engine = make_engine(db.url, pool_size=SENDERS + 2)
+    factory = make_session_factory(engine)
+    receiver = Receiver()
+    processes = []
+    try:
+        log(f"webhooks: {SUBSCRIBERS} subscribers, {dispatchers} dispatcher(s)")
+        targets = _prepare(factory, settings, receiver.url)
+        processes = _start_dispatchers(db, env, dispatchers, out)
+        time.sleep(1.0)
+        results = []
+        for rate in rates:
+            result = _measure(factory, receiver, targets, rate, seconds)
+            log(
+                f"webhooks {rate:g} events/s: {result.delivered}/{result.events} delivered, "
+                f"p50 {result.p50_ms:.0f} ms, p99 {result.p99_ms:.0f} ms"
+            )
+            results.append(result)
+        load = " ".join(f"{value:.1f}" for value in os.getloadavg())
+        return _markdown(results, dispatchers, seconds) + f"\nLoad average after: {load}.\n"
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        receiver.stop()
+        engine.dispose()
+
+
+def _markdown(results: list[Result], dispatchers: int, seconds: float) -> str:
+    lines = [
+        "## Webhooks: dispatch throughput and commit-to-delivery latency",
+        "",
+        f"{SUBSCRIBERS} subscribers on loopback, {dispatchers} `epu dispatch` process(es) "
+        f"(default settings: 32 workers, 4 per subscription, poll 0.1 s), {seconds:g} s per "
+        "rate; each event is one delivery to its prescriber's subscription; latency from the "
+        "event's commit to the receiver's answer.",
+        "",
+        "| events/s asked | committed/s | events | delivered | deliveries/s | p50 ms | p99 ms "
+        "| max ms | backlog at end | drain s | keeps up |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.rate:g} | {r.achieved_rate:.0f} | {r.events} | {r.delivered} | "
+            f"{r.throughput:.0f} | {r.p50_ms:.0f} | {r.p99_ms:.0f} | {r.max_ms:.0f} | "
+            f"{r.backlog_at_end} | {r.drain_s:.1f} | {'yes' if r.kept_up else 'no'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    """Only this part of the bench: .venv/bin/python -m bench.webhooks"""
+    import secrets
+
+    from bench import database
+
+    db = database.create(os.environ.get("BENCH_POSTGRES", database.DEFAULT_SERVER))
+    out = REPO / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        env = {
+            "EPU_DATABASE_URL": db.url,
+            "EPU_SECRET_KEY": secrets.token_urlsafe(32),
+            "EPU_INSTANCE_DIR": str(out / "instance"),
+        }
+        database.prepare(db, env)
+        print(run(db, env, out))
+    finally:
+        database.drop(db)
+
+
+if __name__ == "__main__":
+    main()
