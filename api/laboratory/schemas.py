@@ -4,12 +4,14 @@ from api.prescriptions.schemas import LineIn
 from epu.proposals import MODES, PROPOSAL
 
 
-class ScanIn(Schema):
+class CodeIn(Schema):
+    """A scanned or typed code, as the laboratory and the nurse send it."""
+
     code = fields.String(
         required=True,
         validate=validate.Length(min=1, max=64),
         metadata={
-            "description": "What the scanner read or the receptionist "
+            "description": "What the scanner read or the person at the desk "
             "typed; case, spaces, hyphens and I/L/O are forgiven",
             "example": "01S2-TBPZ-2JCN-ZZYG-H6",
         },
@@ -17,8 +19,11 @@ class ScanIn(Schema):
     patient_ins = fields.String(
         allow_none=True,
         validate=validate.Length(max=32),
-        metadata={"description": "INS of the patient at the desk"},
+        metadata={"description": "INS of the patient, checked against the prescription's"},
     )
+
+
+class ScanIn(CodeIn):
     patient_objects_to_sharing = fields.Boolean(load_default=False)
 
 

@@ -2,24 +2,10 @@
 
 from marshmallow import Schema, fields, validate
 
+from api.laboratory.schemas import CodeIn
 from epu.samplings import MAX_COUNT, MAX_SPECIMENS
 
-
-class NurseScanIn(Schema):
-    code = fields.String(
-        required=True,
-        validate=validate.Length(min=1, max=64),
-        metadata={
-            "description": "What the scanner read or the nurse typed; case, spaces, hyphens and "
-            "I/L/O are forgiven",
-            "example": "01S2-TBPZ-2JCN-ZZYG-HZ",
-        },
-    )
-    patient_ins = fields.String(
-        allow_none=True,
-        validate=validate.Length(max=32),
-        metadata={"description": "INS of the patient, checked against the prescription's"},
-    )
+NurseScanIn = CodeIn  # the nurse sends what the laboratory sends, without the objection
 
 
 class SpecimenIn(Schema):
