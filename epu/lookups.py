@@ -18,7 +18,7 @@ from epu.errors import ValidationFailed
 from epu.identifiers import ins_pseudonym, is_ins
 from epu.statuses import ACTIVE, IN_PROGRESS, REQUESTED
 from models import Prescription
-from models.base import utcnow
+from models.base import latest_today, utcnow
 from models.db import writes
 
 PRESENCE_KINDS = ("carte_vitale", "apcv", "ins_datamatrix", "declared")
@@ -50,7 +50,7 @@ def _check(ins: str, birth_date: date, presence: str) -> None:
     errors = {}
     if not is_ins(ins):
         errors["ins"] = "must be an INS of 15 characters with a valid key (97 - NIR mod 97)"
-    if birth_date > utcnow().date():
+    if birth_date > latest_today():
         errors["birth_date"] = "must not be in the future"
     if presence not in PRESENCE_KINDS:
         errors["presence"] = f"must be one of {', '.join(PRESENCE_KINDS)}"

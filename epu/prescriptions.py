@@ -25,7 +25,7 @@ from epu.lines import check_line, context_with_labels, missing_context
 from epu.search import own_prescriptions
 from epu.statuses import ACTIVE, MAX_LINES, OPEN, REQUESTED
 from models import IdempotencyRecord, Line, Prescription
-from models.base import UTCDateTime, utcnow
+from models.base import UTCDateTime, latest_today, utcnow
 from models.db import writes
 
 MAX_COPIES = 10
@@ -187,7 +187,7 @@ def _validate(data: dict[str, Any], catalogue: catalogues.Catalogue) -> None:
     patient = data["patient"]
     if patient.get("ins") is not None and not is_ins(patient["ins"]):
         errors["patient.ins"] = "must be an INS of 15 characters with a valid key (97 - NIR mod 97)"
-    if patient["birth_date"] > utcnow().date():
+    if patient["birth_date"] > latest_today():
         errors["patient.birth_date"] = "must not be in the future"
     lines = data["lines"]
     if not 1 <= len(lines) <= MAX_LINES:

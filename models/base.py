@@ -1,4 +1,4 @@
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import DateTime, MetaData, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase
@@ -29,6 +29,12 @@ class UTCDateTime(TypeDecorator):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def latest_today() -> date:
+    """The latest calendar date anywhere (UTC+14): a date after it is in the future for
+    everyone, so a baby born just after midnight in Paris, Nouméa or Wallis is not refused."""
+    return (utcnow() + timedelta(hours=14)).date()
 
 
 class Base(DeclarativeBase):

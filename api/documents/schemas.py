@@ -4,13 +4,14 @@ from datetime import date
 
 from marshmallow import Schema, ValidationError, fields, validate
 
+from models.base import latest_today
 from qr.render import MAX_SCALE, MIN_SCALE
 
 DEFAULT_SCALE = 4
 
 
 def _not_in_future(value: date) -> None:
-    if value > date.today():
+    if value > latest_today():
         raise ValidationError("must not be in the future")
 
 

@@ -6,6 +6,7 @@ from urllib.parse import quote
 import pytest
 from sqlalchemy import select
 
+from api.fhir.params import PARIS
 from epu.codes import generate_code
 from models import Event, Prescription
 from models.base import utcnow
@@ -208,7 +209,7 @@ def test_search_own_by_requester_status_and_last_updated_with_paging(
     assert {r["id"].rsplit("-", 1)[0] for r in recent} == {codes[0]}
     after = fhir.get(f"/fhir/ServiceRequest?_lastUpdated=gt{since}", prescriber).json
     assert resources(after) == []
-    today = utcnow().date()
+    today = utcnow().astimezone(PARIS).date()  # a date without zone is a Paris day
     day_range = f"_lastUpdated=ge{today}&_lastUpdated=lt{today + timedelta(days=1)}"
     assert len(resources(fhir.get(f"/fhir/ServiceRequest?{day_range}", prescriber).json)) == 9
     assert (

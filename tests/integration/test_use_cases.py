@@ -62,6 +62,20 @@ def test_validation_failure_leaves_nothing_behind(session, doctor):
     assert count(session, Prescription) == count(session, Event) == 0
 
 
+def test_a_baby_born_after_midnight_somewhere_in_france_is_not_in_the_future(session, doctor):
+    # At 23:30 UTC it is already tomorrow in Paris, and half a day later in Nouméa.
+    tomorrow_in_noumea = (utcnow() + timedelta(hours=11)).date()
+    data = prescription_body()
+    data["patient"]["birth_date"] = tomorrow_in_noumea
+    prescriptions.create(session=session, actor=doctor, data=data, ins_key=KEY, validity_days=365)
+    data["patient"]["birth_date"] = utcnow().date() + timedelta(days=2)
+    with pytest.raises(ValidationFailed) as raised:
+        prescriptions.create(
+            session=session, actor=doctor, data=data, ins_key=KEY, validity_days=365
+        )
+    assert raised.value.errors == {"patient.birth_date": "must not be in the future"}
+
+
 def test_expire_marks_overdue_active_prescriptions_with_an_event(session, doctor, laboratory_actor):
     overdue, held, fresh = (new_prescription(session, doctor) for _ in range(3))
     laboratory.take(session=session, actor=laboratory_actor, code=held, ins_key=KEY)
