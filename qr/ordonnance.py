@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -11,10 +12,11 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fpdf import FPDF
-from fpdf.enums import Align, MethodReturnValue, XPos, YPos
+from fpdf.enums import Align, XPos, YPos
 
 from epu.codes import for_humans as group_code
 from qr.render import render_png
+from qr.text_layout import CharWidths, wrap
 
 FONTS = Path(__file__).parent / "fonts"
 
@@ -58,6 +60,10 @@ _BORN = {"female": "Née le", "male": "Né le"}
 _ISO_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
+# Per process: every document loads the same font files (TrueType: advances by code point).
+_CHAR_WIDTHS: dict[tuple[str, str, float], CharWidths] = {}
+
+
 @dataclass(frozen=True)
 class _Row:
     """One paragraph of a prescription line, with its typography."""
@@ -86,6 +92,36 @@ class _OrdonnancePDF(FPDF):
         ):
             self.add_font(FONT, style, _font_path(file_name))
 
+    def wrapped(self, width: float, text: str) -> list[str]:
+        """The lines of `text` in the current font, in a cell `width` wide (0: to the right
+        margin), each character measured once per font."""
+        width = width or self.w - self.r_margin - self.get_x()
+        key = (self.font_family, self.font_style, self.font_size_pt)
+        widths = _CHAR_WIDTHS.get(key)
+        if widths is None:
+            advances, scale = self.current_font.cw, self.font_size_pt / 1000 / self.k
+            widths = _CHAR_WIDTHS[key] = CharWidths(lambda ch: advances[ord(ch)] * scale)
+        return wrap(unicodedata.normalize("NFC", text), width - 2 * self.c_margin, widths)
+
+    def paragraph(self, width: float, leading: float, text: str, align: Align = Align.L) -> None:
+        """Write `text` wrapped in a column from the current x, then go to the left margin of
+        the next line (what multi_cell does, without its quadratic line breaking)."""
+        x = self.get_x()
+        width = width or self.w - self.r_margin - x
+        lines = self.wrapped(width, text)
+        if align != Align.L:
+            for line in lines:
+                self.set_x(x)
+                self.cell(width, leading, line, align=align, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+            return
+        for line in lines:  # text() is three times cheaper than cell(): break pages as it does
+            if self.will_page_break(leading):
+                self.add_page(same=True)
+            if line:
+                self.text(x + self.c_margin, self.y + 0.5 * leading + 0.3 * self.font_size, line)
+            self.y += leading
+        self.x = self.l_margin
+
     def header(self) -> None:
         """Repeat the title and code on continuation pages."""
         if self.page_no() == 1:
@@ -107,7 +143,7 @@ class _OrdonnancePDF(FPDF):
         self.ln(1.5)
         self.set_font(FONT, "", 7)
         self.set_text_color(*MUTED_RGB)
-        self.multi_cell(0, 3.2, RGPD_NOTICE, align=Align.L, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        self.paragraph(0, 3.2, RGPD_NOTICE)
         parts = [f"Ordonnance {self.grouped_code}", f"page {self.page_no()}/{{nb}}"]
         if self.issued_label:
             parts.insert(1, self.issued_label)
@@ -192,7 +228,7 @@ def _write_qr_block(pdf: FPDF, code: str, top: float) -> None:
     pdf.ln(1)
     pdf.set_x(x)
     pdf.set_font(FONT, "", 8)
-    pdf.multi_cell(QR_COLUMN_WIDTH, 3.6, PRESENT_HINT, align=Align.C)
+    pdf.paragraph(QR_COLUMN_WIDTH, 3.6, PRESENT_HINT, align=Align.C)
 
 
 def _write_identity_block(
@@ -203,15 +239,10 @@ def _write_identity_block(
     prescriber = prescription.get("prescriber") or {}
     _write_label(pdf, "Prescripteur", width)
     pdf.set_font(FONT, "B", 12)
-    pdf.multi_cell(width, 6, prescriber.get("name") or "", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.paragraph(width, 6, prescriber.get("name") or "")
     pdf.set_font(FONT, "", 10)
-    pdf.multi_cell(
-        width, 5, f"RPPS {prescriber.get('rpps', '')}", new_x=XPos.LMARGIN, new_y=YPos.NEXT
-    )
-    created = _fr_date(prescription.get("created_at"))
-    pdf.multi_cell(
-        width, 5, f"Date de prescription : {created}", new_x=XPos.LMARGIN, new_y=YPos.NEXT
-    )
+    pdf.paragraph(width, 5, f"RPPS {prescriber.get('rpps', '')}")
+    pdf.paragraph(width, 5, f"Date de prescription : {_fr_date(prescription.get('created_at'))}")
     pdf.ln(4)
     _write_patient(pdf, prescription.get("patient") or {}, patient_name, birth_date, width)
 
@@ -220,7 +251,7 @@ def _write_label(pdf: FPDF, text: str, width: float) -> None:
     """Write a small grey block label."""
     pdf.set_font(FONT, "", 8)
     pdf.set_text_color(*MUTED_RGB)
-    pdf.multi_cell(width, 4, text.upper(), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.paragraph(width, 4, text.upper())
     pdf.set_text_color(0, 0, 0)
 
 
@@ -230,37 +261,20 @@ def _write_patient(
     """Write the patient block; name and birth date given here are printed only."""
     _write_label(pdf, "Patient", width)
     pdf.set_font(FONT, "B" if name else "", 11 if name else 10)
-    pdf.multi_cell(
-        width,
-        6,
-        name or "Nom et prénom : ....................................",
-        new_x=XPos.LMARGIN,
-        new_y=YPos.NEXT,
-    )
+    pdf.paragraph(width, 6, name or "Nom et prénom : ....................................")
     sex = patient.get("sex")
     born = _BORN.get(sex or "", "Né(e) le")
     pdf.set_font(FONT, "", 10)
-    pdf.multi_cell(
-        width,
-        5,
-        f"{born} {_fr_date(birth_date or patient.get('birth_date'))}",
-        new_x=XPos.LMARGIN,
-        new_y=YPos.NEXT,
-    )
-    pdf.multi_cell(
-        width, 5, f"Sexe : {_SEXES.get(sex or 'unknown', sex)}", new_x=XPos.LMARGIN, new_y=YPos.NEXT
-    )
+    pdf.paragraph(width, 5, f"{born} {_fr_date(birth_date or patient.get('birth_date'))}")
+    pdf.paragraph(width, 5, f"Sexe : {_SEXES.get(sex or 'unknown', sex)}")
 
 
 def _write_clinical_context(pdf: FPDF, context: str | None) -> None:
     """Write the general clinical context of the prescription, if any."""
     if not context:
         return
-    pdf.set_font(FONT, "B", 10)
-    pdf.write(5, "Contexte clinique : ")
-    pdf.set_font(FONT, "", 10)
-    pdf.write(5, context)
-    pdf.ln(8)
+    _write_rows(pdf, [_Row(f"Contexte clinique : {context}", "", 10, 0)])
+    pdf.ln(3)
 
 
 def _visible_lines(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -379,9 +393,7 @@ def _keep_together(pdf: FPDF, rows: list[_Row]) -> None:
 def _row_height(pdf: FPDF, row: _Row) -> float:
     """Measure a row without drawing it."""
     pdf.set_font(FONT, row.style, row.size)
-    return pdf.multi_cell(
-        pdf.epw - row.indent, _leading(row), row.text, dry_run=True, output=MethodReturnValue.HEIGHT
-    )
+    return len(pdf.wrapped(pdf.epw - row.indent, row.text)) * _leading(row)
 
 
 def _write_rows(pdf: FPDF, rows: list[_Row]) -> None:
@@ -390,9 +402,7 @@ def _write_rows(pdf: FPDF, rows: list[_Row]) -> None:
         pdf.set_font(FONT, row.style, row.size)
         pdf.set_text_color(*row.rgb)
         pdf.set_x(MARGIN + row.indent)
-        pdf.multi_cell(
-            pdf.epw - row.indent, _leading(row), row.text, new_x=XPos.LMARGIN, new_y=YPos.NEXT
-        )
+        pdf.paragraph(pdf.epw - row.indent, _leading(row), row.text)
     pdf.set_text_color(0, 0, 0)
 
 

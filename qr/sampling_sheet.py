@@ -36,7 +36,7 @@ def write_sampling_sheet(pdf: FPDF, code: str, groups: list[dict[str, Any]]) -> 
     pdf.set_xy(MARGIN, top)
     pdf.set_font(FONT, "", 9)
     pdf.set_text_color(*MUTED_RGB)
-    pdf.multi_cell(95, 4.5, SHEET_HINT, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.paragraph(95, 4.5, SHEET_HINT)
     pdf.set_text_color(0, 0, 0)
     pdf.set_y(max(pdf.get_y(), _qr_block_bottom(top)) + 4)
     for group in groups:
@@ -47,13 +47,11 @@ def write_sampling_sheet(pdf: FPDF, code: str, groups: list[dict[str, Any]]) -> 
 def _write_group(pdf: FPDF, group: dict[str, Any]) -> None:
     heading = group["label"] + (f" ({group['type']})" if group["type"] else "")
     pdf.set_font(FONT, "B", 11)
-    pdf.multi_cell(0, 6, heading, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.paragraph(0, 6, heading)
     for line in group["lines"]:
         pdf.set_x(MARGIN + 4)
         pdf.set_font(FONT, "", 10)
-        pdf.multi_cell(
-            pdf.epw - 4, 5, "☐ " + _line_title(line), new_x=XPos.LMARGIN, new_y=YPos.NEXT
-        )
+        pdf.paragraph(pdf.epw - 4, 5, "☐ " + _line_title(line))
         details = []
         if line.get("urgent"):
             details.append(("URGENT", URGENT_RGB))
@@ -66,7 +64,7 @@ def _write_group(pdf: FPDF, group: dict[str, Any]) -> None:
             pdf.set_x(MARGIN + 10)
             pdf.set_font(FONT, "B" if rgb else "", 9)
             pdf.set_text_color(*(rgb or (0, 0, 0)))
-            pdf.multi_cell(pdf.epw - 10, 4.5, text, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+            pdf.paragraph(pdf.epw - 10, 4.5, text)
             pdf.set_text_color(0, 0, 0)
     pdf.ln(2)
 

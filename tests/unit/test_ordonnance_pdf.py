@@ -196,3 +196,50 @@ def test_qr_code_decodes_from_rasterised_page():
     out = io.BytesIO()
     image.save(out, "PNG")
     assert decode_codes(out.getvalue()) == [CODE]
+
+
+def test_a_long_unbroken_word_and_long_paragraphs_are_printed_whole_inside_the_page():
+    prescription = make_prescription()
+    word = "Z" * 700  # wider than a line: cut, never lost nor drawn past the margin
+    prescription["lines"][1]["comment"] = word
+    prescription["lines"][1]["sampling_instructions"] = "Tube sec. " * 300
+    pdf = render_ordonnance_pdf(prescription)
+    text = pdf_text(pdf)
+    assert text.replace(" ", "").count("Z" * 700) == 1
+    assert text.count("Tube sec.") == 300
+    for ink in inverted_pages(pdf):
+        assert not ink.crop((ink.width - 30, 0, ink.width, ink.height)).getbbox()
+
+
+def inverted_pages(pdf: bytes) -> list:
+    """Every page in grey levels, inverted, so that getbbox() finds the ink."""
+    import pypdfium2
+    from PIL import ImageOps
+
+    document = pypdfium2.PdfDocument(pdf)
+    return [ImageOps.invert(page.render(scale=1).to_pil().convert("L")) for page in document]
+
+
+def test_the_fonts_cover_every_character_the_catalogue_and_the_value_sets_print():
+    import json
+    import re
+
+    from fontTools.ttLib import TTFont
+
+    from epu.catalogue import BUNDLED
+    from qr import ordonnance, sampling_sheet
+    from tests.conftest import shared_file
+
+    printed = BUNDLED.read_text(encoding="utf-8")
+    for name in ("JDV_Bio_instruction_patient_CISIS.xml", "JDV_HL7_SpecimenType_CISIS.xml"):
+        printed += " ".join(
+            re.findall(r'displayName="([^"]*)"', shared_file("data", "ans", name).read_text())
+        )
+    printed += json.dumps(
+        [vars(module).get(name) for module in (ordonnance, sampling_sheet) for name in dir(module)
+         if isinstance(vars(module).get(name), str | tuple)], ensure_ascii=False
+    )  # fmt: skip
+    for font in ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf"):
+        cmap = TTFont(ordonnance.FONTS / font).getBestCmap()
+        missing = {ch for ch in set(printed) if ch.isprintable() and ord(ch) not in cmap}
+        assert not missing, f"{font} lacks {sorted(missing)}"

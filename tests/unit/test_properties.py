@@ -75,3 +75,18 @@ def test_catalogue_search_never_raises_and_returns_entries(query, limit):
     assert len(results) <= limit
     assert all(isinstance(entry, Entry) and entry.loinc in CATALOGUE.entries for entry in results)
     assert len({entry.loinc for entry in results}) == len(results)
+
+
+@given(
+    st.text(alphabet=st.sampled_from("ab cdéfghij\nWMŒβ"), max_size=300),
+    st.floats(min_value=0.5, max_value=40),
+)
+def test_wrap_keeps_every_character_and_every_line_fits(text, width):
+    from qr.text_layout import CharWidths, wrap
+
+    widths = CharWidths(lambda ch: 2.0 if ch in "WMŒ" else 1.0)
+    lines = wrap(text, width, widths)
+    assert "".join("".join(lines).split()) == "".join(text.split())
+    assert len(lines) >= text.count("\n") + 1
+    for line in lines:
+        assert widths.of(line) <= width or len(line) == 1
