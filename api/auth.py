@@ -217,8 +217,8 @@ def _unauthorized(detail: str, error: str = "invalid_token") -> Problem:
 
 def verify_token(token: str) -> dict:
     cache: TokenCache = current_app.extensions["epu.token_cache"]
-    key = cache.key(token)
-    claims = cache.get(key)
+    token_hash = cache.key(token)
+    claims = cache.get(token_hash)
     if claims is not None:
         return claims
     key: SigningKey = current_app.extensions["epu.signing_key"]
@@ -234,7 +234,7 @@ def verify_token(token: str) -> dict:
         ).validate(decoded.claims)
     except (JoseError, ValueError) as error:
         raise _unauthorized("The access token is invalid or expired.") from error
-    cache.put(key, decoded.claims)
+    cache.put(token_hash, decoded.claims)
     return decoded.claims
 
 

@@ -133,6 +133,22 @@ def documents_and_scans(port: int, worker: int, prescriber: dict, lab: dict, oth
     return rows
 
 
+def worst_fhir_page(port: int, prescriber: dict) -> list:
+    """The largest page a prescriber can ask for: 200 ServiceRequests of maximal text."""
+    body = _big_prescription()
+    for _ in range(4):  # 4 x 50 lines: one full page of _count=200
+        call(port, "POST", "/api/v1/prescriptions", headers=prescriber, body=body)
+    path = "/fhir/ServiceRequest?_count=200"
+    sizes, samples = [], []
+    for _ in range(10):
+        started = time.perf_counter()
+        response = call(port, "GET", path, headers=prescriber)
+        samples.append(time.perf_counter() - started)
+        sizes.append(len(response.body))
+    return [("FHIR page of 200 ServiceRequests of maximal text (_count=200)",
+             f"{_ms(samples)}, {max(sizes) / 1e6:.2f} MB")]  # fmt: skip
+
+
 def _slow_clients(port: int) -> list[socket.socket]:
     sockets = []
     for n in range(SLOW_CONNECTIONS):
@@ -205,6 +221,7 @@ def run(settings: GunicornSettings, db: Database, env: dict, accounts, out: Path
     try:
         auth = _auth(gunicorn.port, prescribers[0], labs[0], prescribers[1])
         rows += documents_and_scans(gunicorn.port, gunicorn.worker_pids()[0], *auth)
+        rows += worst_fhir_page(gunicorn.port, auth[2])
         rows.append(("200 slow clients, bare gunicorn: ordinary requests",
                      ordinary_while_slow(gunicorn.port, auth[0], 4)))  # fmt: skip
     finally:

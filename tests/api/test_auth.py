@@ -100,6 +100,25 @@ def test_missing_bad_and_expired_tokens_get_401_with_www_authenticate(http, app,
         assert response.mimetype == "application/problem+json"
 
 
+def test_a_token_signature_is_checked_once_per_process(http, app, prescriber, monkeypatch):
+    from api import auth
+
+    checks = []
+    real_decode = auth.jwt.decode
+    monkeypatch.setattr(
+        auth.jwt, "decode", lambda *args, **kwargs: checks.append(1) or real_decode(*args, **kwargs)
+    )
+    fresh = http.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials"},
+        headers=basic(prescriber.client_id, prescriber.secret),
+    ).json["access_token"]
+    for _ in range(3):
+        response = http.get("/api/v1/prescriptions", headers={"Authorization": f"Bearer {fresh}"})
+        assert response.status_code == 200
+    assert len(checks) == 1  # then by the token's hash, until it expires
+
+
 def test_revoked_client_is_refused_once_the_check_delay_has_passed(http, app, session, prescriber):
     assert http.get("/api/v1/prescriptions", headers=prescriber.headers).status_code == 200
     assert clients.revoke_client(session=session, client_id=prescriber.client_id)
