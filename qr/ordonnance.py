@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fpdf import FPDF
 from fpdf.enums import Align, XPos, YPos
+from fpdf.fonts import TTFFont
 
 from epu.codes import for_humans as group_code
 from qr.render import render_png
@@ -75,6 +76,24 @@ class _Row:
     rgb: tuple[int, int, int] = (0, 0, 0)
 
 
+class _OnceEncodedFont(TTFFont):
+    """fpdf2's TrueType font, encoding a text with one str.translate: fpdf2 asks the subset
+    for each character of each line, in Python, which was a quarter of a long ordonnance."""
+
+    __slots__ = ()
+
+    def encode_text(self, text: str) -> str:
+        if self.is_symbol:
+            return super().encode_text(text)
+        table: dict[int, str | None] = vars(self.subset).setdefault("epu_translation", {})
+        for ch in dict.fromkeys(text):  # first-seen order, as fpdf2 picks: the same bytes
+            point = ord(ch)
+            if point not in table:
+                picked = self.subset.pick(point)
+                table[point] = None if picked is None else chr(picked)
+        return f"({self.escape_text(text.translate(table))}) Tj"
+
+
 class _OrdonnancePDF(FPDF):
     """FPDF page template: a reminder header after page 1 and the RGPD footer."""
 
@@ -85,23 +104,30 @@ class _OrdonnancePDF(FPDF):
         self.issued_label = issued_label
         self.set_margins(MARGIN, MARGIN, MARGIN)
         self.set_auto_page_break(True, margin=FOOTER_HEIGHT + 3)
+        self._wrapped: dict[tuple, list[str]] = {}
         for style, file_name in (
             ("", "DejaVuSans.ttf"),
             ("B", "DejaVuSans-Bold.ttf"),
-            ("I", "DejaVuSans-Oblique.ttf"),
         ):
             self.add_font(FONT, style, _font_path(file_name))
+        for font in self.fonts.values():
+            font.__class__ = _OnceEncodedFont
 
     def wrapped(self, width: float, text: str) -> list[str]:
         """The lines of `text` in the current font, in a cell `width` wide (0: to the right
         margin), each character measured once per font."""
         width = width or self.w - self.r_margin - self.get_x()
         key = (self.font_family, self.font_style, self.font_size_pt)
+        known = self._wrapped.get((key, width, text))  # rows are measured, then drawn
+        if known is not None:
+            return known
         widths = _CHAR_WIDTHS.get(key)
         if widths is None:
             advances, scale = self.current_font.cw, self.font_size_pt / 1000 / self.k
             widths = _CHAR_WIDTHS[key] = CharWidths(lambda ch: advances[ord(ch)] * scale)
-        return wrap(unicodedata.normalize("NFC", text), width - 2 * self.c_margin, widths)
+        lines = wrap(unicodedata.normalize("NFC", text), width - 2 * self.c_margin, widths)
+        self._wrapped[(key, width, text)] = lines
+        return lines
 
     def paragraph(self, width: float, leading: float, text: str, align: Align = Align.L) -> None:
         """Write `text` wrapped in a column from the current x, then go to the left margin of
@@ -310,7 +336,7 @@ def _write_zone(pdf: FPDF, heading: str, lines: list[dict[str, Any]], first_numb
     _write_rows(pdf, rows)
     pdf.ln(1.5)
     if not lines:
-        _write_rows(pdf, [_Row("Aucun examen.", "I", 9.5, 0, MUTED_RGB)])
+        _write_rows(pdf, [_Row("Aucun examen.", "", 9.5, 0, MUTED_RGB)])
     for number, line in enumerate(lines, start=first_number):
         line_rows = _line_rows(line, number)
         _keep_together(pdf, line_rows)

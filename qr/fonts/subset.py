@@ -1,6 +1,6 @@
 """Cut the shipped DejaVu fonts down to the scripts a French ordonnance prints.
 
-Every PDF parses and subsets its three fonts: with the 6,253 glyphs, layout tables and
+Every PDF parses and subsets its two fonts: with the 6,253 glyphs, layout tables and
 hinting of the full DejaVu Sans, that was two thirds of the time of a one-line ordonnance.
 Run from the project root, with the full fonts as the source (Debian's fonts-dejavu-core,
 or the originals in git, commit 5f05824, qr/fonts/):
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from fontTools import subset
 
-FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf")
+FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf")
 RANGES = (
     (0x0020, 0x007E),  # Basic Latin
     (0x00A0, 0x024F),  # Latin-1, Latin Extended-A and B
