@@ -1,7 +1,10 @@
 """The audit trail: append-only events about prescriptions (a repeated read only adds to the
 count of its event)."""
 
-from datetime import timedelta
+import time
+from collections import OrderedDict
+from datetime import datetime, timedelta
+from threading import Lock
 from typing import Any
 
 from sqlalchemy import select
@@ -11,6 +14,7 @@ from epu.actors import Actor
 from epu.webhooks import outbox
 from models import Event, Prescription
 from models.base import utcnow
+from models.db import writes
 
 
 def record(
@@ -20,8 +24,14 @@ def record(
     actor: Actor | None,
     detail: dict[str, Any],
 ) -> None:
-    event = Event(
-        prescription_id=prescription.id if prescription else None,
+    event = _event(prescription.id if prescription else None, kind, actor, detail)
+    session.add(event)
+    outbox.enqueue(session, event, prescription, actor)  # same transaction: never lost
+
+
+def _event(prescription_id: int | None, kind: str, actor: Actor | None, detail: dict) -> Event:
+    return Event(
+        prescription_id=prescription_id,
         type=kind,
         actor_role=actor.role if actor else "system",
         actor_client_id=actor.client_pk if actor else None,
@@ -29,31 +39,124 @@ def record(
         actor_name=actor.name if actor else "EPU",
         detail=detail,
     )
-    session.add(event)
-    outbox.enqueue(session, event, prescription, actor)  # same transaction: never lost
 
 
 REPEAT_WINDOW = timedelta(minutes=10)
 
 
-def record_once(session: Session, prescription: Prescription, kind: str, actor: Actor) -> None:
-    """A read repeated by the same party within 10 minutes adds to the count of the event
-    already recorded (detail.count, from 2) instead of a new one: the trail says who looked and
-    how often without growing with every read of a client."""
-    since = utcnow() - REPEAT_WINDOW
+class RepeatedReads:
+    """The reads this process recorded in the last 10 minutes, by prescription, kind and
+    party. A repeat is counted here and written to its event at most every `flush_seconds`
+    (0: at once), so that a repeated read is a read and not a write: the commit of every read
+    was most of its cost. The first read of a window is always written before the data goes
+    out; a process killed outright loses at most `flush_seconds` of repeat counts."""
+
+    def __init__(self, flush_seconds: float, size: int = 100_000) -> None:
+        self.flush_seconds, self._size = flush_seconds, size
+        self._windows: OrderedDict[tuple, list] = OrderedDict()  # [event id, until, repeats]
+        self._orphans: list[tuple[int, int]] = []  # repeats of windows pushed out of the cache
+        self._flushed_at = time.monotonic()
+        self._lock = Lock()
+
+    def repeat(self, key: tuple, now: datetime) -> bool:
+        """Count one more read if its window is open here; False: it must be recorded."""
+        with self._lock:
+            window = self._windows.get(key)
+            if window is None or window[1] <= now:
+                return False
+            window[2] += 1
+            return True
+
+    def opened(self, key: tuple, event_id: int, until: datetime) -> None:
+        with self._lock:
+            self._windows[key] = [event_id, until, 0]
+            self._windows.move_to_end(key)
+            while len(self._windows) > self._size:
+                event, _, repeats = self._windows.popitem(last=False)[1]
+                if repeats:
+                    self._orphans.append((event, repeats))
+
+    def due(self, now: datetime) -> list[tuple[int, int]]:
+        """The (event id, repeats) to write now, once per interval; they are then reset."""
+        with self._lock:
+            if time.monotonic() - self._flushed_at < self.flush_seconds:
+                return []
+            self._flushed_at = time.monotonic()
+            counts, self._orphans = self._orphans, []
+            for key, window in list(self._windows.items()):
+                if window[2]:
+                    counts.append((window[0], window[2]))
+                    window[2] = 0
+                if window[1] <= now:
+                    del self._windows[key]
+            return counts
+
+
+def record_read(
+    *,
+    session: Session,
+    prescription_id: int,
+    code: str,
+    kind: str,
+    actor: Actor,
+    repeats: RepeatedReads | None = None,
+) -> None:
+    """Record that `actor` read this prescription, outside of any open transaction: a read
+    repeated by the same party within 10 minutes adds to the count of the event already
+    recorded (detail.count, from 2) instead of a new one, so the trail says who looked and how
+    often without growing with every read of a client."""
+    key, now = (code, kind, actor.client_pk), utcnow()  # a code is never reused
+    if repeats is not None and repeats.repeat(key, now):
+        counts = repeats.due(now)
+        if counts:
+            _add_repeats(session=session, counts=counts)
+        return
+    event_id, at = _record_first_read(
+        session=session, prescription_id=prescription_id, kind=kind, actor=actor
+    )
+    if repeats is not None:
+        repeats.opened(key, event_id, at + REPEAT_WINDOW)
+
+
+@writes
+def _record_first_read(
+    *, session: Session, prescription_id: int, kind: str, actor: Actor
+) -> tuple[int, datetime]:
+    # The prescription's row lock orders two first reads of one party (other processes too).
+    session.execute(
+        select(Prescription.id).where(Prescription.id == prescription_id).with_for_update()
+    )
     last = session.scalar(
         select(Event)
         .where(
-            Event.prescription_id == prescription.id,
+            Event.prescription_id == prescription_id,
             Event.type == kind,
             Event.actor_client_id == actor.client_pk,
-            Event.at > since,
+            Event.at > utcnow() - REPEAT_WINDOW,
         )
         .order_by(Event.id.desc())
         .limit(1)
     )
     if last is None:
-        record(session, prescription, kind, actor, {})
-        return
-    count = int(last.detail.get("count", 1)) + 1
-    last.detail = {**last.detail, "count": count, "last_at": utcnow().isoformat()}
+        last = _event(prescription_id, kind, actor, {})
+        session.add(last)
+    else:
+        _count(last, 1)
+    session.flush()
+    recorded = (last.id, last.at)
+    session.commit()
+    return recorded
+
+
+@writes
+def _add_repeats(*, session: Session, counts: list[tuple[int, int]]) -> None:
+    for event_id, repeats in sorted(counts):  # one order for every process: no deadlock
+        event = session.get(Event, event_id, with_for_update=True)
+        if event is not None:
+            _count(event, repeats)
+    session.commit()
+
+
+def _count(event: Event, repeats: int) -> None:
+    count = int(event.detail.get("count", 1)) + repeats
+    event.detail = {**event.detail, "count": count, "last_at": utcnow().isoformat()}

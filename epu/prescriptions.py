@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, selectinload
 from epu import catalogue as catalogues
 from epu import codes, lifecycle, views
 from epu.actors import Actor
-from epu.audit import record, record_once
+from epu.audit import RepeatedReads, record, record_read
 from epu.errors import (
     IdempotencyKeyReused,
     NotCancellable,
@@ -444,14 +444,27 @@ def touch(prescription: Prescription, now: datetime | None = None) -> None:
     prescription.updated_at = now or utcnow()
 
 
-@writes
-def read(*, session: Session, actor: Actor, code: str) -> dict[str, Any]:
-    """The full prescription; each read is recorded in the audit trail."""
-    prescription = find_visible(session, actor, code, lock=True)
-    apply_expiry(session, prescription)
-    record_once(session, prescription, "read", actor)
+def read(
+    *, session: Session, actor: Actor, code: str, repeats: RepeatedReads | None = None
+) -> dict[str, Any]:
+    """The full prescription; the read is recorded in the audit trail before it is returned
+    (a repeat within 10 minutes as a count, kept in `repeats` a while: epu.audit)."""
+    prescription = find_visible(session, actor, code)
+    if prescription.status == ACTIVE and prescription.expires_at <= utcnow():
+        session.rollback()
+        expire_now(session=session, code=prescription.code)
+        prescription = find_visible(session, actor, code)
     body = views.full(prescription, actor)
-    session.commit()
+    prescription_id, code = prescription.id, prescription.code
+    session.rollback()
+    record_read(
+        session=session,
+        prescription_id=prescription_id,
+        code=code,
+        kind="read",
+        actor=actor,
+        repeats=repeats,
+    )
     return body
 
 

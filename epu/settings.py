@@ -49,6 +49,9 @@ class Settings:
     # How long an instance may go on trusting a client it checked: a revoked client is refused
     # on every instance within this delay (0: checked on every request).
     revocation_check_seconds: float = 0.5
+    # How often an instance writes the counts of repeated reads to their audit events (0: at
+    # each read); the first read of a party is always written before the data is returned.
+    read_count_flush_seconds: float = 30.0
     # The public address of the service (https://host[/prefix]): every absolute URL EPU gives
     # (FHIR fullUrl, paging links, the token URL) starts with it. Unset: taken from the
     # request, trusting X-Forwarded-* only from the proxies below.
@@ -75,6 +78,7 @@ class Settings:
             db_connect_timeout=_int("EPU_DB_CONNECT_TIMEOUT", 2),
             db_statement_timeout=float(os.environ.get("EPU_DB_STATEMENT_TIMEOUT", 4.0)),
             revocation_check_seconds=float(os.environ.get("EPU_REVOCATION_CHECK_SECONDS", 0.5)),
+            read_count_flush_seconds=float(os.environ.get("EPU_READ_COUNT_FLUSH_SECONDS", 30)),
             public_base_url=(os.environ.get("EPU_PUBLIC_BASE_URL") or "").rstrip("/") or None,
             trusted_proxies=tuple(
                 item.strip()

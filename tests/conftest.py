@@ -54,7 +54,13 @@ def database_url(tmp_path_factory):
 @pytest.fixture(scope="session")
 def settings(database_url, tmp_path_factory) -> Settings:
     upgrade(database_url)
-    return Settings(database_url=database_url, secret_key="test-" + secrets.token_hex(16))
+    # Repeated reads counted in their event at once: tests read the trail right after; the
+    # deferred counting has its own test (tests/api/test_history_hardening.py).
+    return Settings(
+        database_url=database_url,
+        secret_key="test-" + secrets.token_hex(16),
+        read_count_flush_seconds=0,
+    )
 
 
 @pytest.fixture(scope="session")

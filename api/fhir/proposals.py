@@ -16,6 +16,7 @@ from marshmallow import ValidationError as MarshmallowError
 from werkzeug.routing import BaseConverter
 
 from api.auth import current_actor, require
+from api.context import read_repeats
 from api.errors import flatten
 from api.extensions import db_session
 from api.fhir import conformance, outbound, pages, params, wire
@@ -138,7 +139,9 @@ def read(code: str, proposal_id: str):
         from api.fhir.routes import read_task
 
         return read_task(f"{code}-{proposal_id}")
-    view = prescriptions.read(session=db_session(), actor=current_actor(), code=code)
+    view = prescriptions.read(
+        session=db_session(), actor=current_actor(), code=code, repeats=read_repeats()
+    )
     return _answered(view, proposal_id)
 
 
@@ -150,7 +153,9 @@ def search(query: params.Search):
     tasks: list[dict[str, Any]] = []
     if code and (kind == "Task" or kind.endswith("/fhir/Task")):
         try:
-            view = prescriptions.read(session=db_session(), actor=current_actor(), code=code)
+            view = prescriptions.read(
+                session=db_session(), actor=current_actor(), code=code, repeats=read_repeats()
+            )
         except PrescriptionNotFound:
             view = None
         if view is not None:

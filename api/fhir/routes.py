@@ -6,7 +6,7 @@ from typing import Any
 from flask import Blueprint, request
 
 from api.auth import current_actor, require
-from api.context import ins_key, settings
+from api.context import ins_key, read_repeats, settings
 from api.extensions import db_session
 from api.fhir import (
     capability,
@@ -128,7 +128,9 @@ def _transaction_answer(
     if view is None or (wanted == prefer.REPRESENTATION and "created_at" not in view):
         session, actor = db_session(), current_actor()
         if wanted == prefer.REPRESENTATION:
-            view = prescriptions.read(session=session, actor=actor, code=code)
+            view = prescriptions.read(
+                session=session, actor=actor, code=code, repeats=read_repeats()
+            )
         else:
             view = prescriptions.status(session=session, actor=actor, code=code)
     bundle = outbound.transaction_response(
@@ -163,7 +165,9 @@ def _service_request(resource_id: str, version: str | None):
     code, _, line_id = resource_id.rpartition("-")
     if not code or not line_id:
         raise not_found("ServiceRequest")
-    view = prescriptions.read(session=db_session(), actor=current_actor(), code=code)
+    view = prescriptions.read(
+        session=db_session(), actor=current_actor(), code=code, repeats=read_repeats()
+    )
     line = next((line for line in view["lines"] if line["id"] == line_id), None)
     if line is None or version not in (None, str(view["version"])):
         raise not_found("ServiceRequest" if line is None else "version of this ServiceRequest")

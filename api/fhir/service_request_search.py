@@ -7,7 +7,7 @@ from datetime import date, datetime
 from typing import Any
 
 from api.auth import current_actor
-from api.context import ins_key
+from api.context import ins_key, read_repeats
 from api.extensions import db_session
 from api.fhir import outbound, pages, params
 from api.fhir import systems as s
@@ -223,7 +223,9 @@ def _by_reading(
     resources = []
     for code, lines in sorted(codes.items()):
         try:
-            view = prescriptions.read(session=db_session(), actor=actor, code=code)
+            view = prescriptions.read(
+                session=db_session(), actor=actor, code=code, repeats=read_repeats()
+            )
         except PrescriptionNotFound:
             continue
         if criteria.requester not in (None, view["prescriber"]["rpps"]):

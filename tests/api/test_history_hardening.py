@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import event as sa_event
 from sqlalchemy import select
 
-from epu.audit import record
+from epu.audit import RepeatedReads, record
 from epu.codes import check_character
 from models import Event, Prescription
 from tests.factories import prescription_body
@@ -77,6 +77,35 @@ def test_repeated_reads_by_one_party_are_one_event_with_a_count(http, prescriber
         ("prescriber", 5),
         ("lab", 3),
     ]
+
+
+def test_a_repeated_read_writes_nothing_until_its_count_is_due(
+    http, app, prescriber, monkeypatch
+):
+    repeats = RepeatedReads(3600)
+    monkeypatch.setitem(app.extensions, "epu.read_repeats", repeats)
+    code = create(http, prescriber)
+    path = f"/api/v1/prescriptions/{code}"
+    assert http.get(path, headers=prescriber.headers).status_code == 200  # the first is written
+    statements: list[str] = []
+    engine = app.extensions["epu.engine"]
+    listener = lambda _c, _cur, statement, *_a: statements.append(statement)  # noqa: E731
+    sa_event.listen(engine, "before_cursor_execute", listener)
+    try:
+        for _ in range(4):
+            assert http.get(path, headers=prescriber.headers).status_code == 200
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", listener)
+    writes = [s for s in statements if s.lstrip().upper().startswith(("INSERT", "UPDATE"))]
+    assert writes == []
+    assert [r.get("count", 1) for r in read_details(http, prescriber, code)] == [1]
+    repeats.flush_seconds = 0  # the interval has passed: the next read writes the count
+    assert http.get(path, headers=prescriber.headers).status_code == 200
+    assert [r["count"] for r in read_details(http, prescriber, code)] == [6]
+
+
+def read_details(http, party, code) -> list[dict]:
+    return [i["detail"] for i in history(http, party, code)["items"] if i["type"] == "read"]
 
 
 def execution(http, lab, code, reason, **scan):
