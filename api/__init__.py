@@ -11,6 +11,7 @@ from api.extensions import close_db_session
 from api.proxies import TrustedProxies
 from api.schemas import ProblemSchema
 from epu.audit import RepeatedReads
+from epu.prescriptions import ReadMemory
 from epu.settings import Settings
 from models.db import make_engine, make_session_factory
 
@@ -51,7 +52,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["epu.engine"] = engine
     app.extensions["epu.sessions"] = make_session_factory(engine)
     app.extensions["epu.ins_key"] = settings.derived_key("ins-pseudonym")
-    app.extensions["epu.read_repeats"] = RepeatedReads(settings.read_count_flush_seconds)
+    app.extensions["epu.read_memory"] = ReadMemory(RepeatedReads(settings.read_count_flush_seconds))
     app.teardown_appcontext(close_db_session)
     auth.init_app(app, settings)
     limits.init_app(app, settings)

@@ -3,7 +3,7 @@
 from flask import Response, current_app, request
 
 from api.errors import Problem
-from epu.audit import RepeatedReads
+from epu.prescriptions import ReadMemory
 from epu.settings import Settings
 
 MAX_DIGITS = 18  # a version number; a longer one matches nothing
@@ -17,8 +17,8 @@ def ins_key() -> bytes:
     return current_app.extensions["epu.ins_key"]
 
 
-def read_repeats() -> RepeatedReads:
-    return current_app.extensions["epu.read_repeats"]
+def read_memory() -> ReadMemory:
+    return current_app.extensions["epu.read_memory"]
 
 
 def etag_of(body: dict) -> str:

@@ -199,12 +199,11 @@ def _front(settings: GunicornSettings, env: dict[str, str], out: Path) -> tuple:
     process = subprocess.Popen(command, cwd=REPO, env={**_plain_env(), **env},  # noqa: S603
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)  # fmt: skip
-    for _ in range(200):
-        try:
+    for _ in range(300):  # the front answers 502 until gunicorn listens
+        with contextlib.suppress(OSError):
             if call(port, "GET", "/healthz").status == 200:
                 break
-        except OSError:
-            time.sleep(0.1)
+        time.sleep(0.1)
     return port, process
 
 

@@ -2,10 +2,13 @@
 
 import hashlib
 import json
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from threading import Lock
 from typing import Any
 
+import orjson
 from sqlalchemy import Integer, String, insert, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
@@ -444,26 +447,61 @@ def touch(prescription: Prescription, now: datetime | None = None) -> None:
     prescription.updated_at = now or utcnow()
 
 
+class ReadMemory:
+    """What a process keeps between reads: the repeats not yet written to their audit event
+    (epu.audit.RepeatedReads), and the full views last built, by code, version and caller. A
+    version is never changed once written and the caller's rights come from the row, so a
+    repeated read of an unchanged prescription costs the poll's one row."""
+
+    def __init__(self, repeats: RepeatedReads, size: int = 2_000) -> None:
+        self.repeats, self._size = repeats, size
+        self._views: OrderedDict[tuple[str, int, int], bytes] = OrderedDict()
+        self._lock = Lock()
+
+    def view(self, key: tuple[str, int, int]) -> dict[str, Any] | None:
+        with self._lock:
+            encoded = self._views.get(key)
+            if encoded is not None:
+                self._views.move_to_end(key)
+        return None if encoded is None else orjson.loads(encoded)  # a copy of its own
+
+    def keep(self, key: tuple[str, int, int], view: dict[str, Any]) -> None:
+        encoded = orjson.dumps(view)
+        with self._lock:
+            self._views[key] = encoded
+            while len(self._views) > self._size:
+                self._views.popitem(last=False)
+
+
 def read(
-    *, session: Session, actor: Actor, code: str, repeats: RepeatedReads | None = None
+    *, session: Session, actor: Actor, code: str, memory: ReadMemory | None = None
 ) -> dict[str, Any]:
     """The full prescription; the read is recorded in the audit trail before it is returned
-    (a repeat within 10 minutes as a count, kept in `repeats` a while: epu.audit)."""
-    prescription = find_visible(session, actor, code)
-    if prescription.status == ACTIVE and prescription.expires_at <= utcnow():
+    (a repeat within 10 minutes as a count: epu.audit)."""
+    normalised = parse_code(code)
+    row = session.connection().execute(_POLL_ROW, {"code": normalised}).one_or_none()
+    if row is None or not _row_visible(row, actor):
         session.rollback()
-        expire_now(session=session, code=prescription.code)
-        prescription = find_visible(session, actor, code)
-    body = views.full(prescription, actor)
-    prescription_id, code = prescription.id, prescription.code
+        raise PrescriptionNotFound()
+    body = None
+    if row.status == ACTIVE and row.expires_at <= utcnow():
+        session.rollback()
+        expire_now(session=session, code=normalised)
+    elif memory is not None:
+        body = memory.view((normalised, row.version, actor.client_pk))
+    if body is None:
+        prescription = find_visible(session, actor, normalised)
+        body = views.full(prescription, actor)
+        if memory is not None:
+            memory.keep((normalised, prescription.version, actor.client_pk), body)
     session.rollback()
     record_read(
         session=session,
-        prescription_id=prescription_id,
-        code=code,
+        prescription_id=row.id,
+        code=normalised,
         kind="read",
         actor=actor,
-        repeats=repeats,
+        repeats=memory.repeats if memory is not None else None,
     )
     return body
 
@@ -497,9 +535,10 @@ def expire_now(*, session: Session, code: str) -> None:
 
 # The poll's one row, as a plain statement compiled once (the ORM's per-call work doubled it).
 _POLL_ROW = text(
-    "SELECT version, prescriber_id, lab_id, last_lab_id, status, expires_at FROM prescriptions"
-    " WHERE code = :code"
+    "SELECT id, version, prescriber_id, lab_id, last_lab_id, status, expires_at"
+    " FROM prescriptions WHERE code = :code"
 ).columns(
+    id=Integer,
     version=Integer,
     prescriber_id=Integer,
     lab_id=Integer,

@@ -16,7 +16,7 @@ from marshmallow import ValidationError as MarshmallowError
 from werkzeug.routing import BaseConverter
 
 from api.auth import current_actor, require
-from api.context import read_repeats
+from api.context import read_memory
 from api.errors import flatten
 from api.extensions import db_session
 from api.fhir import conformance, outbound, pages, params, wire
@@ -140,7 +140,7 @@ def read(code: str, proposal_id: str):
 
         return read_task(f"{code}-{proposal_id}")
     view = prescriptions.read(
-        session=db_session(), actor=current_actor(), code=code, repeats=read_repeats()
+        session=db_session(), actor=current_actor(), code=code, memory=read_memory()
     )
     return _answered(view, proposal_id)
 
@@ -154,7 +154,7 @@ def search(query: params.Search):
     if code and (kind == "Task" or kind.endswith("/fhir/Task")):
         try:
             view = prescriptions.read(
-                session=db_session(), actor=current_actor(), code=code, repeats=read_repeats()
+                session=db_session(), actor=current_actor(), code=code, memory=read_memory()
             )
         except PrescriptionNotFound:
             view = None

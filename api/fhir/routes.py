@@ -6,7 +6,7 @@ from typing import Any
 from flask import Blueprint, request
 
 from api.auth import current_actor, require
-from api.context import ins_key, read_repeats, settings
+from api.context import ins_key, read_memory, settings
 from api.extensions import db_session
 from api.fhir import (
     capability,
@@ -128,9 +128,7 @@ def _transaction_answer(
     if view is None or (wanted == prefer.REPRESENTATION and "created_at" not in view):
         session, actor = db_session(), current_actor()
         if wanted == prefer.REPRESENTATION:
-            view = prescriptions.read(
-                session=session, actor=actor, code=code, repeats=read_repeats()
-            )
+            view = prescriptions.read(session=session, actor=actor, code=code, memory=read_memory())
         else:
             view = prescriptions.status(session=session, actor=actor, code=code)
     bundle = outbound.transaction_response(
@@ -166,7 +164,7 @@ def _service_request(resource_id: str, version: str | None):
     if not code or not line_id:
         raise not_found("ServiceRequest")
     view = prescriptions.read(
-        session=db_session(), actor=current_actor(), code=code, repeats=read_repeats()
+        session=db_session(), actor=current_actor(), code=code, memory=read_memory()
     )
     line = next((line for line in view["lines"] if line["id"] == line_id), None)
     if line is None or version not in (None, str(view["version"])):

@@ -7,7 +7,7 @@ from datetime import date, datetime
 from typing import Any
 
 from api.auth import current_actor
-from api.context import ins_key, read_repeats
+from api.context import ins_key, read_memory
 from api.extensions import db_session
 from api.fhir import outbound, pages, params
 from api.fhir import systems as s
@@ -224,7 +224,7 @@ def _by_reading(
     for code, lines in sorted(codes.items()):
         try:
             view = prescriptions.read(
-                session=db_session(), actor=actor, code=code, repeats=read_repeats()
+                session=db_session(), actor=actor, code=code, memory=read_memory()
             )
         except PrescriptionNotFound:
             continue

@@ -2,7 +2,7 @@ from flask import Response, request
 from flask_smorest import Blueprint
 
 from api.auth import current_actor, require
-from api.context import ins_key, read_repeats, settings, with_etag
+from api.context import ins_key, read_memory, settings, with_etag
 from api.docs import WITH_BODY, WITH_QUERY, refusals
 from api.extensions import db_session
 from api.prescriptions.schemas import (
@@ -91,7 +91,7 @@ def read(code):
     """The full prescription (the read is recorded in its history)"""
     return with_etag(
         prescriptions.read(
-            session=db_session(), actor=current_actor(), code=code, repeats=read_repeats()
+            session=db_session(), actor=current_actor(), code=code, memory=read_memory()
         )
     )
 

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from epu.audit import RepeatedReads, record
 from epu.codes import check_character
+from epu.prescriptions import ReadMemory
 from models import Event, Prescription
 from tests.factories import prescription_body
 
@@ -79,11 +80,9 @@ def test_repeated_reads_by_one_party_are_one_event_with_a_count(http, prescriber
     ]
 
 
-def test_a_repeated_read_writes_nothing_until_its_count_is_due(
-    http, app, prescriber, monkeypatch
-):
+def test_a_repeated_read_writes_nothing_until_its_count_is_due(http, app, prescriber, monkeypatch):
     repeats = RepeatedReads(3600)
-    monkeypatch.setitem(app.extensions, "epu.read_repeats", repeats)
+    monkeypatch.setitem(app.extensions, "epu.read_memory", ReadMemory(repeats))
     code = create(http, prescriber)
     path = f"/api/v1/prescriptions/{code}"
     assert http.get(path, headers=prescriber.headers).status_code == 200  # the first is written
@@ -102,6 +101,30 @@ def test_a_repeated_read_writes_nothing_until_its_count_is_due(
     repeats.flush_seconds = 0  # the interval has passed: the next read writes the count
     assert http.get(path, headers=prescriber.headers).status_code == 200
     assert [r["count"] for r in read_details(http, prescriber, code)] == [6]
+
+
+def test_a_repeated_read_of_an_unchanged_version_is_one_row_and_a_change_shows_at_once(
+    http, app, prescriber, lab, monkeypatch
+):
+    monkeypatch.setitem(app.extensions, "epu.read_memory", ReadMemory(RepeatedReads(3600)))
+    code = create(http, prescriber)
+    path = f"/api/v1/prescriptions/{code}"
+    first = http.get(path, headers=prescriber.headers)
+    statements: list[str] = []
+    engine = app.extensions["epu.engine"]
+    listener = lambda _c, _cur, statement, *_a: statements.append(statement)  # noqa: E731
+    sa_event.listen(engine, "before_cursor_execute", listener)
+    try:
+        again = http.get(path, headers=prescriber.headers)
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", listener)
+    assert again.json == first.json and again.headers["ETag"] == first.headers["ETag"]
+    queries = [s for s in statements if "prescriptions" in s or "prescription_lines" in s]
+    assert len(queries) == 1, queries  # the poll's row: the view of that version is kept
+    assert http.post("/api/v1/scans", json={"code": code}, headers=lab.headers).status_code == 200
+    taken = http.get(path, headers=prescriber.headers).json
+    assert taken["status"] == "in_progress" and taken["version"] == first.json["version"] + 1
+    assert http.get(path, headers=lab.headers).json["status"] == "in_progress"
 
 
 def read_details(http, party, code) -> list[dict]:
