@@ -455,17 +455,17 @@ class ReadMemory:
 
     def __init__(self, repeats: RepeatedReads, size: int = 2_000) -> None:
         self.repeats, self._size = repeats, size
-        self._views: OrderedDict[tuple[str, int, int], bytes] = OrderedDict()
+        self._views: OrderedDict[tuple[str, str, int, int], bytes] = OrderedDict()
         self._lock = Lock()
 
-    def view(self, key: tuple[str, int, int]) -> dict[str, Any] | None:
+    def view(self, key: tuple[str, str, int, int]) -> dict[str, Any] | None:
         with self._lock:
             encoded = self._views.get(key)
             if encoded is not None:
                 self._views.move_to_end(key)
         return None if encoded is None else orjson.loads(encoded)  # a copy of its own
 
-    def keep(self, key: tuple[str, int, int], view: dict[str, Any]) -> None:
+    def keep(self, key: tuple[str, str, int, int], view: dict[str, Any]) -> None:
         encoded = orjson.dumps(view)
         with self._lock:
             self._views[key] = encoded
@@ -488,12 +488,12 @@ def read(
         session.rollback()
         expire_now(session=session, code=normalised)
     elif memory is not None:
-        body = memory.view((normalised, row.version, actor.client_pk))
+        body = memory.view(("full", normalised, row.version, actor.client_pk))
     if body is None:
         prescription = find_visible(session, actor, normalised)
         body = views.full(prescription, actor)
         if memory is not None:
-            memory.keep((normalised, prescription.version, actor.client_pk), body)
+            memory.keep(("full", normalised, prescription.version, actor.client_pk), body)
     session.rollback()
     record_read(
         session=session,
@@ -507,20 +507,33 @@ def read(
 
 
 def status(
-    *, session: Session, actor: Actor, code: str, if_none_match: str | None = None
+    *,
+    session: Session,
+    actor: Actor,
+    code: str,
+    if_none_match: str | None = None,
+    memory: ReadMemory | None = None,
 ) -> dict[str, Any]:
-    """The cheap poll: one row when the client's ETag is still current."""
+    """The cheap poll: one row when the client's ETag is still current (or when the status
+    of this version was built lately for this caller: `memory`)."""
     normalised = parse_code(code)
     row = session.connection().execute(_POLL_ROW, {"code": normalised}).one_or_none()
     if row is None or not _row_visible(row, actor):
         session.rollback()
         raise PrescriptionNotFound()
+    body = None
     if row.status == ACTIVE and row.expires_at <= utcnow():
         expire_now(session=session, code=normalised)
     elif if_none_match and f'"v{row.version}"' in if_none_match:
         session.rollback()
         raise NotModified(f'"v{row.version}"')
-    body = views.status(find(session, normalised), actor)
+    elif memory is not None:
+        body = memory.view(("status", normalised, row.version, actor.client_pk))
+    if body is None:
+        prescription = find(session, normalised)
+        body = views.status(prescription, actor)
+        if memory is not None:
+            memory.keep(("status", normalised, prescription.version, actor.client_pk), body)
     session.rollback()
     return body
 

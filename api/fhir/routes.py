@@ -210,6 +210,7 @@ def _task(code: str, version: str | None):
             actor=current_actor(),
             code=code,
             if_none_match=wire.domain_if_none_match(),
+            memory=read_memory(),
         )
     except prescriptions.NotModified as unchanged:
         return wire.not_modified(int(unchanged.etag.strip('"v')))
@@ -240,7 +241,9 @@ def search_tasks():
     tasks = []
     for code in sorted(codes):
         try:
-            view = prescriptions.status(session=db_session(), actor=current_actor(), code=code)
+            view = prescriptions.status(
+                session=db_session(), actor=current_actor(), code=code, memory=read_memory()
+            )
         except PrescriptionNotFound:
             continue
         if view["code"] not in {task["id"] for task in tasks}:

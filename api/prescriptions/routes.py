@@ -110,6 +110,7 @@ def status(code):
             actor=current_actor(),
             code=code,
             if_none_match=request.headers.get("If-None-Match"),
+            memory=read_memory(),
         )
     except prescriptions.NotModified as not_modified:
         return Response(status=304, headers={"ETag": not_modified.etag})

@@ -125,6 +125,9 @@ def test_a_repeated_read_of_an_unchanged_version_is_one_row_and_a_change_shows_a
     taken = http.get(path, headers=prescriber.headers).json
     assert taken["status"] == "in_progress" and taken["version"] == first.json["version"] + 1
     assert http.get(path, headers=lab.headers).json["status"] == "in_progress"
+    polled = http.get(f"{path}/status", headers=prescriber.headers).json
+    assert polled == http.get(f"{path}/status", headers=prescriber.headers).json
+    assert polled["status"] == "in_progress" and polled["version"] == taken["version"]
 
 
 def read_details(http, party, code) -> list[dict]:
