@@ -10,7 +10,7 @@ expired without a write.
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, case, false, func, not_, or_, select
 from sqlalchemy.orm import Session, selectinload
@@ -20,6 +20,9 @@ from epu.actors import Actor
 from epu.statuses import ACTIVE, CANCELLED, EXPIRED, REQUESTED
 from models import Line, Prescription
 from models.base import utcnow
+
+if TYPE_CHECKING:
+    from epu.prescriptions import ReadMemory
 
 # The state of a line as its reader sees it: the line statuses, plus "withdrawn" (still
 # requested when its prescription was cancelled or expired) and "withheld" (the patient kept
@@ -108,11 +111,31 @@ def own_lines(
     where: LineFilter,
     limit: int,
     after: Position | None = None,
+    memory: "ReadMemory | None" = None,
 ) -> dict[str, Any]:
-    """Up to `limit` matching lines as (view, line, position), and the position to go on from."""
+    """Up to `limit` matching lines as (view, line, position), and the position to go on from.
+    `memory`: the full views kept by the reads (epu.prescriptions.ReadMemory), used and filled
+    here for prescriptions of few enough lines."""
     now = utcnow()
+    line_count = (
+        select(func.count())
+        .where(Line.prescription_id == Prescription.id)
+        .correlate(Prescription)
+        .scalar_subquery()
+    )
     query = (
-        select(Prescription.id, Prescription.updated_at, Line.position, Line.line_id, Line.id)
+        select(
+            Prescription.id,
+            Prescription.updated_at,
+            Line.position,
+            Line.line_id,
+            Line.id,
+            Prescription.code,
+            Prescription.version,
+            Prescription.status,
+            Prescription.expires_at,
+            line_count.label("line_count"),
+        )
         .join(Line, Line.prescription_id == Prescription.id)
         .where(*_conditions(actor, where, now))
         .order_by(Prescription.updated_at, Prescription.id, Line.position)
@@ -134,18 +157,31 @@ def own_lines(
         )
     rows = session.execute(query).all()
     page = rows[:limit]
-    # Only the lines of this page are loaded: a page of 200 lines of 200 prescriptions of 50
-    # lines would otherwise read and build 10,000 (the views hold just these lines).
-    found = session.scalars(
-        select(Prescription)
-        .where(Prescription.id.in_({row[0] for row in page}))
-        .options(
-            selectinload(Prescription.lines.and_(Line.id.in_([row[4] for row in page]))),
-            selectinload(Prescription.proposals),
+    shown, whole = _kept_views(page, actor, now, memory, budget=2 * limit)
+    if whole:
+        found = session.scalars(
+            select(Prescription)
+            .where(Prescription.id.in_(whole))
+            .options(selectinload(Prescription.lines), selectinload(Prescription.proposals))
         )
-    )
-    shown = {prescription.id: _view(prescription, actor, now) for prescription in found}
-    session.expunge_all()  # their lines collections are partial: never to be used again
+        for prescription in found:
+            shown[prescription.id] = views.full(prescription, actor)
+            key = ("full", prescription.code, prescription.version, actor.client_pk)
+            memory.keep(key, shown[prescription.id])
+    partial = {row[0] for row in page} - shown.keys()
+    if partial:
+        # Only the lines of this page are loaded: a page of 200 lines of 200 prescriptions of
+        # 50 lines would otherwise read and build 10,000 (the views hold just these lines).
+        found = session.scalars(
+            select(Prescription)
+            .where(Prescription.id.in_(partial))
+            .options(
+                selectinload(Prescription.lines.and_(Line.id.in_([row[4] for row in page]))),
+                selectinload(Prescription.proposals),
+            )
+        )
+        shown.update({prescription.id: _view(prescription, actor, now) for prescription in found})
+    session.expunge_all()  # partial lines collections: never to be used again
     items = []
     for row in page:
         view = shown[row.id]
@@ -181,6 +217,29 @@ def codes_for_patient(
     result = set(found)
     session.rollback()
     return result
+
+
+def _kept_views(
+    page: Sequence, actor: Actor, now: datetime, memory: "ReadMemory | None", budget: int
+) -> tuple[dict[int, dict[str, Any]], list[int]]:
+    """The views of this page's prescriptions that the process keeps, and those to load whole
+    and keep (while their lines fit in `budget`): an overdue one is left to the partial load,
+    which shows it expired."""
+    kept: dict[int, dict[str, Any]] = {}
+    whole: list[int] = []
+    if memory is None:
+        return kept, whole
+    for row in page:
+        pk = row[0]
+        if pk in kept or pk in whole or (row.status == ACTIVE and row.expires_at <= now):
+            continue
+        view = memory.view(("full", row.code, row.version, actor.client_pk))
+        if view is not None:
+            kept[pk] = view
+        elif row.line_count <= budget:
+            whole.append(pk)
+            budget -= row.line_count
+    return kept, whole
 
 
 def _view(prescription: Prescription, actor: Actor, now: datetime) -> dict[str, Any]:

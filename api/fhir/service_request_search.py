@@ -270,7 +270,12 @@ def _own_lines(
         moment, pk, position = state["after"]
         after = (_moment(moment), int(pk), int(position))
     page = line_search.own_lines(
-        session=db_session(), actor=actor, where=where, limit=result.count, after=after
+        session=db_session(),
+        actor=actor,
+        where=where,
+        limit=result.count,
+        after=after,
+        memory=read_memory(),
     )
     items = page["items"]
     resources = (outbound.service_request(view, line) for view, line, _ in items)

@@ -346,3 +346,30 @@ def test_a_withheld_execution_stays_hidden_from_the_prescriber(fhir, http, presc
     assert lab_view == {"L1": "completed", "L2": "active", "L3": "active", "L4": "active"}
     listed = resources(fhir.get("/fhir/ServiceRequest?status=unknown", prescriber).json)
     assert len(listed) == 3
+
+
+def test_a_page_again_comes_from_the_kept_views_and_a_change_shows_at_once(
+    fhir, http, app, prescriber
+):
+    from sqlalchemy import event as sa_event
+
+    codes = [create_json(http, prescriber) for _ in range(2)]
+    first = fhir.get("/fhir/ServiceRequest?_count=50", prescriber).json
+    statements: list[str] = []
+    engine = app.extensions["epu.engine"]
+    listener = lambda _c, _cur, statement, *_a: statements.append(statement)  # noqa: E731
+    sa_event.listen(engine, "before_cursor_execute", listener)
+    try:
+        again = fhir.get("/fhir/ServiceRequest?_count=50", prescriber).json
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", listener)
+    assert resources(again) == resources(first) and len(resources(first)) == 6
+    assert len([s for s in statements if "prescription" in s]) == 1  # the page's one query
+    cancelled = http.post(
+        f"/api/v1/prescriptions/{codes[0]}/cancel", json={"reason": "erreur"},
+        headers=prescriber.headers,
+    )  # fmt: skip
+    assert cancelled.status_code == 200
+    after = resources(fhir.get("/fhir/ServiceRequest?_count=50", prescriber).json)
+    statuses = {r["id"].rsplit("-", 1)[0]: r["status"] for r in after}
+    assert statuses == {codes[0]: "revoked", codes[1]: "active"}
