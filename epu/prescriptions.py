@@ -479,10 +479,7 @@ def read(
     """The full prescription; the read is recorded in the audit trail before it is returned
     (a repeat within 10 minutes as a count: epu.audit)."""
     normalised = parse_code(code)
-    row = session.connection().execute(_POLL_ROW, {"code": normalised}).one_or_none()
-    if row is None or not _row_visible(row, actor):
-        session.rollback()
-        raise PrescriptionNotFound()
+    row = _visible_row(session, actor, normalised)
     body = None
     if row.status == ACTIVE and row.expires_at <= utcnow():
         session.rollback()
@@ -517,10 +514,7 @@ def status(
     """The cheap poll: one row when the client's ETag is still current (or when the status
     of this version was built lately for this caller: `memory`)."""
     normalised = parse_code(code)
-    row = session.connection().execute(_POLL_ROW, {"code": normalised}).one_or_none()
-    if row is None or not _row_visible(row, actor):
-        session.rollback()
-        raise PrescriptionNotFound()
+    row = _visible_row(session, actor, normalised)
     body = None
     if row.status == ACTIVE and row.expires_at <= utcnow():
         expire_now(session=session, code=normalised)
@@ -559,6 +553,15 @@ _POLL_ROW = text(
     status=String,
     expires_at=UTCDateTime,
 )
+
+
+def _visible_row(session: Session, actor: Actor, code: str):
+    """The poll's one row of this prescription, if the caller may read it (404 otherwise)."""
+    row = session.connection().execute(_POLL_ROW, {"code": code}).one_or_none()
+    if row is None or not _row_visible(row, actor):
+        session.rollback()
+        raise PrescriptionNotFound()
+    return row
 
 
 def _row_visible(row, actor: Actor) -> bool:
