@@ -449,12 +449,12 @@ def touch(prescription: Prescription, now: datetime | None = None) -> None:
 
 class ReadMemory:
     """What a process keeps between reads: the repeats not yet written to their audit event
-    (epu.audit.RepeatedReads), and the full views last built, by code, version and caller. A
-    version is never changed once written and the caller's rights come from the row, so a
-    repeated read of an unchanged prescription costs the poll's one row."""
+    (epu.audit.RepeatedReads), and the views last built, by kind, code, version and caller,
+    within `max_bytes`. A version is never changed once written and the caller's rights come
+    from the row, so a repeated read of an unchanged prescription costs the poll's one row."""
 
-    def __init__(self, repeats: RepeatedReads, size: int = 2_000) -> None:
-        self.repeats, self._size = repeats, size
+    def __init__(self, repeats: RepeatedReads, max_bytes: int = 32 * 1024 * 1024) -> None:
+        self.repeats, self._max_bytes, self._bytes = repeats, max_bytes, 0
         self._views: OrderedDict[tuple[str, str, int, int], bytes] = OrderedDict()
         self._lock = Lock()
 
@@ -467,10 +467,14 @@ class ReadMemory:
 
     def keep(self, key: tuple[str, str, int, int], view: dict[str, Any]) -> None:
         encoded = orjson.dumps(view)
+        if len(encoded) > self._max_bytes // 64:  # a few huge views must not evict the rest
+            return
         with self._lock:
+            old = self._views.pop(key, None)
+            self._bytes += len(encoded) - (len(old) if old else 0)
             self._views[key] = encoded
-            while len(self._views) > self._size:
-                self._views.popitem(last=False)
+            while self._bytes > self._max_bytes:
+                self._bytes -= len(self._views.popitem(last=False)[1])
 
 
 def read(

@@ -160,3 +160,18 @@ def test_a_laboratory_never_reads_what_it_does_not_hold(session, doctor, laborat
     code = new_prescription(session, doctor)
     with pytest.raises(PrescriptionNotFound):
         prescriptions.read(session=session, actor=laboratory_actor, code=code)
+
+
+def test_kept_views_stay_within_their_bytes():
+    from epu.audit import RepeatedReads
+    from epu.prescriptions import ReadMemory
+
+    memory = ReadMemory(RepeatedReads(0), max_bytes=64 * 100)
+    for n in range(150):  # 61 bytes each: about 100 fit
+        memory.keep(("full", f"C{n}", 1, 1), {"text": "x" * 50})
+    assert memory.view(("full", "C0", 1, 1)) is None  # the oldest went first
+    assert memory.view(("full", "C149", 1, 1)) == {"text": "x" * 50}
+    memory.keep(("full", "HUGE", 1, 1), {"text": "x" * 200})  # over 1/64 of the room: not kept
+    assert memory.view(("full", "HUGE", 1, 1)) is None
+    assert memory.view(("full", "C149", 1, 1)) is not None
+    assert sum(memory.view(("full", f"C{n}", 1, 1)) is not None for n in range(150)) <= 105
