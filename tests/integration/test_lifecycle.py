@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event, select, update
 
-from epu import clients, errors, history, laboratory, lifecycle, prescriptions, proposals
+from epu import clients, errors, history, laboratory, lifecycle, prescriptions, proposals, views
 from epu.actors import Actor
 from epu.statuses import ACTIVE, CANCELLED, COMPLETED, EXPIRED, IN_PROGRESS
 from models import Prescription, Proposal
@@ -185,6 +185,30 @@ def test_every_action_of_every_role_does_what_the_table_says(session, state, rol
                 drive(session, actor, code)
             session.rollback()
             assert world.status(code) == state, (state, action, role)
+
+
+@pytest.mark.parametrize(("state", "role"), REACHABLE)
+def test_every_change_a_caller_makes_shows_in_a_new_version(session, state, role):
+    # Pollers (the ETag) and the views each process keeps (epu.prescriptions.ReadMemory) see
+    # a change only through the version: whatever a caller changes must bump it.
+    world = World(session)
+    for action, drive in DRIVERS.items():
+        if action == lifecycle.READ or role not in lifecycle.ACTORS[action]:
+            continue
+        if not isinstance(lifecycle.outcome(state, action, role), str):
+            continue
+        code, actor = world.reach(state, role, proposal=action in WITH_A_PROPOSAL)
+        version, view = _seen(session, code, actor)
+        drive(session, actor, code)
+        new_version, new_view = _seen(session, code, actor)
+        assert new_view == view or new_version > version, (state, action, role)
+
+
+def _seen(session, code, actor):
+    prescription = prescriptions.find(session, code)
+    seen = (prescription.version, views.full(prescription, actor))
+    session.rollback()
+    return seen
 
 
 def test_the_end_of_an_execution_completes_or_renews(session):
