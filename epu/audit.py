@@ -106,16 +106,16 @@ def record_read(
     recorded (detail.count, from 2) instead of a new one, so the trail says who looked and how
     often without growing with every read of a client."""
     key, now = (code, kind, actor.client_pk), utcnow()  # a code is never reused
-    if repeats is not None and repeats.repeat(key, now):
-        counts = repeats.due(now)
-        if counts:
-            _add_repeats(session=session, counts=counts)
-        return
-    event_id, at = _record_first_read(
-        session=session, prescription_id=prescription_id, kind=kind, actor=actor
-    )
-    if repeats is not None:
+    if repeats is None or not repeats.repeat(key, now):
+        event_id, at = _record_first_read(
+            session=session, prescription_id=prescription_id, kind=kind, actor=actor
+        )
+        if repeats is None:
+            return
         repeats.opened(key, event_id, at + REPEAT_WINDOW)
+    counts = repeats.due(now)  # any read writes what is due, of any prescription
+    if counts:
+        _add_repeats(session=session, counts=counts)
 
 
 @writes

@@ -103,6 +103,21 @@ def test_a_repeated_read_writes_nothing_until_its_count_is_due(http, app, prescr
     assert [r["count"] for r in read_details(http, prescriber, code)] == [6]
 
 
+def test_the_counts_due_are_written_by_the_next_read_of_any_prescription(
+    http, app, prescriber, monkeypatch
+):
+    repeats = RepeatedReads(3600)
+    monkeypatch.setitem(app.extensions, "epu.read_memory", ReadMemory(repeats))
+    first, other = create(http, prescriber), create(http, prescriber)
+    for _ in range(3):
+        read = http.get(f"/api/v1/prescriptions/{first}", headers=prescriber.headers)
+        assert read.status_code == 200
+    repeats.flush_seconds = 0  # the interval has passed; nobody reads `first` again
+    read = http.get(f"/api/v1/prescriptions/{other}", headers=prescriber.headers)
+    assert read.status_code == 200
+    assert [r["count"] for r in read_details(http, prescriber, first)] == [3]
+
+
 def test_a_repeated_read_of_an_unchanged_version_is_one_row_and_a_change_shows_at_once(
     http, app, prescriber, lab, monkeypatch
 ):
