@@ -184,31 +184,24 @@ def _job(delivery: WebhookDelivery, subscription: WebhookSubscription, facts: _F
         message_id = f"{delivery.kind}_{delivery.id}"
     else:
         message_id = f"evt_{delivery.event_id}"
+    common = {
+        "delivery_id": delivery.id,
+        "subscription_id": subscription.id,
+        "subscription_public_id": subscription.public_id,
+        "url": subscription.url,
+        "secrets": tuple(secrets),
+        "message_id": message_id,
+        "kind": delivery.kind,
+        "event_id": delivery.event_id,
+    }
     if subscription.kind == "fhir":
         return Job(
-            delivery_id=delivery.id,
-            subscription_id=subscription.id,
-            subscription_public_id=subscription.public_id,
-            url=subscription.url,
-            secrets=tuple(secrets),
-            message_id=message_id,
-            kind=delivery.kind,
-            event_id=delivery.event_id,
+            **common,
             payload=fhir_payload(delivery, subscription, facts, now),
             content_type=fhir.FHIR_JSON,
             headers=(subscription.fhir or {}).get("headers"),
         )
-    return Job(
-        delivery_id=delivery.id,
-        subscription_id=subscription.id,
-        subscription_public_id=subscription.public_id,
-        url=subscription.url,
-        secrets=tuple(secrets),
-        message_id=message_id,
-        kind=delivery.kind,
-        event_id=delivery.event_id,
-        payload=payload(delivery, subscription, facts.code, facts.at),
-    )
+    return Job(**common, payload=payload(delivery, subscription, facts.code, facts.at))
 
 
 def fhir_payload(
