@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Table, text
 
+from bench.console import log
 from bench.database import Database
 from epu.identifiers import ins_pseudonym
 from models import Event, Line, Prescription
@@ -30,6 +31,7 @@ EXTRA_LABS = 200
 DAYS = 400
 VALIDITY_DAYS = 365
 PURGE_AFTER_DAYS = 390  # closed and untouched for that long: what `epu purge` deletes here
+CHUNK = 1_000_000  # prescriptions per transaction
 
 SEED = """
 CREATE UNLOGGED TABLE bench_seed AS
@@ -214,59 +216,72 @@ def fill(db: Database, count: int, ins_key: bytes, own_ins: list[str]) -> Filled
     """Add `count` prescriptions, their lines and events, then VACUUM ANALYZE."""
     started = time.monotonic()
     own = [ins_pseudonym(ins, key=ins_key) for ins in own_ins]
-    engine = make_engine(db.url)
+    engine = make_engine(db.url, statement_timeout=0)  # a chunk runs for minutes
     with engine.begin() as connection:
         for role, extra, width in (
             ("prescriber", EXTRA_PRESCRIBERS, 11),
             ("lab", EXTRA_LABS, 9),
         ):
             connection.execute(text(EXTRA_CLIENTS), {"role": role, "count": extra, "width": width})
-        first_id = connection.execute(
-            text("SELECT coalesce(max(id), 0) FROM prescriptions")
-        ).scalar_one()
-        people = connection.execute(text("SELECT role, count(*) FROM clients GROUP BY role")).all()
-        counts = dict(people)
-        connection.execute(
-            text(SEED),
-            {
-                "first_id": first_id,
-                "days": DAYS,
-                "patients": PATIENTS,
-                "prescribers": counts["prescriber"],
-                "labs": counts["lab"],
-                "count": count,
-            },
-        )
-        connection.execute(text(SHAPE), {"validity": VALIDITY_DAYS})
-        connection.execute(text(PEOPLE))
-        for table in ("bench_shape", "bench_people"):  # else the planner guesses nested loops
-            connection.execute(text(f"ANALYZE {table}"))
-        sql, params = _insert(Prescription.__table__, PRESCRIPTION_VALUES, PRESCRIPTION_FROM)
-        connection.execute(text(sql), {**params, "salt": f"{time.time_ns()}", "own": own})
-        connection.execute(
-            text(
-                "SELECT setval(pg_get_serial_sequence('prescriptions', 'id'),"
-                " (SELECT max(id) FROM prescriptions))"
-            )
-        )
-        sql, params = _insert(Line.__table__, LINE_VALUES, LINE_FROM)
-        lines = connection.execute(text(sql), params).rowcount
-        events = 0
-        for kind, actor, when, condition, per_line in EVENTS:
-            sql, params = _insert(
-                Event.__table__, _event_values(kind, actor, when), _event_from(condition, per_line)
-            )
-            events += connection.execute(text(sql), params).rowcount
-        for table in ("bench_seed", "bench_shape", "bench_people"):
-            connection.execute(text(f"DROP TABLE {table}"))
+    lines = events = 0
+    for done in range(0, count, CHUNK):
+        size = min(CHUNK, count - done)
+        with engine.begin() as connection:
+            chunk_lines, chunk_events = _fill_chunk(connection, size, own)
+        lines, events = lines + chunk_lines, events + chunk_events
+        if count > CHUNK:
+            log(f"filled {done + size} of {count} in {time.monotonic() - started:.0f} s")
     engine.dispose()
     vacuum_analyze(db)
     sizes = table_sizes(db)
     return Filled(count, lines, events, time.monotonic() - started, sizes, database_size(db))
 
 
+def _fill_chunk(connection, count: int, own: list[str]) -> tuple[int, int]:
+    """`count` more prescriptions with their lines and events, in the caller's transaction."""
+    first_id = connection.execute(
+        text("SELECT coalesce(max(id), 0) FROM prescriptions")
+    ).scalar_one()
+    people = connection.execute(text("SELECT role, count(*) FROM clients GROUP BY role")).all()
+    counts = dict(people)
+    connection.execute(
+        text(SEED),
+        {
+            "first_id": first_id,
+            "days": DAYS,
+            "patients": PATIENTS,
+            "prescribers": counts["prescriber"],
+            "labs": counts["lab"],
+            "count": count,
+        },
+    )
+    connection.execute(text(SHAPE), {"validity": VALIDITY_DAYS})
+    connection.execute(text(PEOPLE))
+    for table in ("bench_shape", "bench_people"):  # else the planner guesses nested loops
+        connection.execute(text(f"ANALYZE {table}"))
+    sql, params = _insert(Prescription.__table__, PRESCRIPTION_VALUES, PRESCRIPTION_FROM)
+    connection.execute(text(sql), {**params, "salt": f"{time.time_ns()}", "own": own})
+    connection.execute(
+        text(
+            "SELECT setval(pg_get_serial_sequence('prescriptions', 'id'),"
+            " (SELECT max(id) FROM prescriptions))"
+        )
+    )
+    sql, params = _insert(Line.__table__, LINE_VALUES, LINE_FROM)
+    lines = connection.execute(text(sql), params).rowcount
+    events = 0
+    for kind, actor, when, condition, per_line in EVENTS:
+        sql, params = _insert(
+            Event.__table__, _event_values(kind, actor, when), _event_from(condition, per_line)
+        )
+        events += connection.execute(text(sql), params).rowcount
+    for table in ("bench_seed", "bench_shape", "bench_people"):
+        connection.execute(text(f"DROP TABLE {table}"))
+    return lines, events
+
+
 def vacuum_analyze(db: Database) -> None:
-    engine = make_engine(db.url, isolation_level="AUTOCOMMIT")
+    engine = make_engine(db.url, statement_timeout=0, isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:
         connection.execute(text("VACUUM ANALYZE"))
     engine.dispose()
