@@ -4,8 +4,9 @@ from collections.abc import Collection
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from epu import codes, lifecycle, proposals, views
 from epu.actors import Actor
@@ -23,6 +24,7 @@ from epu.errors import (
 from epu.identifiers import ins_pseudonym, is_ins
 from epu.prescriptions import apply_expiry, find, find_for, role, touch
 from epu.statuses import (
+    ACTIVE,
     DONE,
     NOT_DONE,
     REQUESTED,
@@ -59,6 +61,14 @@ def take(
     normalised = normalise_scanned(code)
     if patient_ins is not None and not is_ins(patient_ins):
         raise ValidationFailed({"patient_ins": "must be an INS of 15 characters with a valid key"})
+    if actor.is_lab and if_match is None and not objects_to_sharing:
+        prescription = _take_if_free(session, normalised, actor, patient_ins, ins_key)
+        if prescription is not None:
+            ins_match = True if patient_ins and prescription.ins_pseudonym else None
+            record(session, prescription, "taken", actor, {"ins_checked": ins_match is not None})
+            body = views.full(prescription, actor, ins_match=ins_match)
+            session.commit()
+            return body
     prescription = find(session, normalised, lock=True)
     if prescription is None:
         session.rollback()
@@ -89,6 +99,65 @@ def take(
     body = views.full(prescription, actor, ins_match=ins_match)
     session.commit()
     return body
+
+
+# Taking a free prescription: any laboratory, or the one that executed it before (a renewal).
+(_TAKEN,) = {
+    lifecycle.check(ACTIVE, lifecycle.TAKE, role) for role in (lifecycle.LAB, lifecycle.FORMER)
+}
+
+
+def _take_if_free(
+    session: Session, code: str, actor: Actor, patient_ins: str | None, key: bytes
+) -> Prescription | None:
+    """The common scan in one statement: an active prescription within its validity, whose
+    patient is the one given (or not checked), is taken by this laboratory. None: anything
+    else (unknown, expired, held, a patient mismatch, paused checks...), which `take` then
+    works out row by row, with the same answers."""
+    now = utcnow()
+    conditions = [
+        Prescription.code == code,
+        Prescription.status == ACTIVE,
+        Prescription.expires_at > now,
+    ]
+    if patient_ins is not None:
+        recent_mismatches = (
+            select(func.count())
+            .where(
+                Event.prescription_id == Prescription.id,
+                Event.type == "ins_mismatch",
+                Event.at > now - INS_MISMATCH_WINDOW,
+            )
+            .scalar_subquery()
+        )
+        conditions.append(
+            or_(
+                Prescription.ins_pseudonym.is_(None),
+                and_(
+                    Prescription.ins_pseudonym == ins_pseudonym(patient_ins, key=key),
+                    recent_mismatches < INS_MISMATCHES_PER_HOUR,
+                ),
+            )
+        )
+    statement = (
+        update(Prescription)
+        .where(*conditions)
+        .values(
+            status=_TAKEN,
+            lab_id=actor.client_pk,
+            last_lab_id=actor.client_pk,
+            lab_finess=actor.identifier,
+            lab_name=actor.name,
+            version=Prescription.version + 1,  # touch(): a new version for every change
+            updated_at=now,
+        )
+        .returning(Prescription)
+    )
+    prescription = session.scalars(statement).one_or_none()
+    if prescription is not None and prescription.version == 2:
+        # Untouched until now: no laboratory ever held it, so no proposal can exist.
+        set_committed_value(prescription, "proposals", [])
+    return prescription
 
 
 def _check_patient(

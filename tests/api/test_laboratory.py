@@ -1,6 +1,9 @@
 from datetime import timedelta
 
+import re
+
 import pytest
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, select
 
 from epu.codes import generate_code
@@ -107,6 +110,30 @@ def test_release_gives_it_back_to_any_laboratory(http, lab, other_lab, code):
     assert released.status_code == 200 and released.json["status"] == "active"
     assert released.json["laboratory"] is None
     assert scan(http, other_lab, code).status_code == 200
+
+
+def test_a_free_prescription_is_taken_in_one_statement_and_keeps_its_earlier_proposals(
+    http, app, lab, other_lab, code
+):
+    statements: list[str] = []
+    engine = app.extensions["epu.engine"]
+    listener = lambda _c, _cur, statement, *_a: statements.append(statement)  # noqa: E731
+    sa_event.listen(engine, "before_cursor_execute", listener)
+    try:
+        taken = scan(http, lab, code, patient_ins=VALID_INS)
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", listener)
+    assert taken.status_code == 200 and taken.json["patient"]["ins_match"] is True
+    assert taken.json["proposals"] == [] and len(taken.json["lines"]) == 3
+    on_prescriptions = [s for s in statements if re.search(r"\bprescriptions\b", s)]
+    assert len(on_prescriptions) == 1 and on_prescriptions[0].startswith("UPDATE"), statements
+    change = {"op": "add", "line": {"text": "Ferritine"}, "reason": "anemia"}
+    proposed = patch(http, lab, code, [change], taken.headers["ETag"], mode="proposal")
+    assert proposed.status_code == 202, proposed.json
+    http.post(f"/api/v1/prescriptions/{code}/release", headers=lab.headers)
+    again = scan(http, other_lab, code)
+    assert again.status_code == 200 and again.json["laboratory"]["finess"] != "130000029"
+    assert [item["status"] for item in again.json["proposals"]] == ["withdrawn"]
 
 
 def test_only_the_holding_laboratory_reads_it(http, lab, other_lab, code):
