@@ -560,12 +560,24 @@ _POLL_ROW = text(
 
 
 def _visible_row(session: Session, actor: Actor, code: str):
-    """The poll's one row of this prescription, if the caller may read it (404 otherwise)."""
-    row = session.connection().execute(_POLL_ROW, {"code": code}).one_or_none()
+    """The poll's one row of this prescription, if the caller may read it (404 otherwise).
+
+    On PostgreSQL the row is read outside of any transaction: one statement sees one
+    snapshot anyway, and BEGIN and ROLLBACK were half of a poll's round trips. Whatever the
+    caller does next begins a transaction of its own."""
+    session.rollback()
+    options = _ONE_STATEMENT if session.get_bind().dialect.name == "postgresql" else {}
+    connection = session.connection(execution_options=options)
+    row = connection.execute(_POLL_ROW, {"code": code}).one_or_none()
+    if options:
+        session.rollback()  # gives the connection back: nothing to roll back on the wire
     if row is None or not _row_visible(row, actor):
         session.rollback()
         raise PrescriptionNotFound()
     return row
+
+
+_ONE_STATEMENT = {"isolation_level": "AUTOCOMMIT"}
 
 
 def _row_visible(row, actor: Actor) -> bool:

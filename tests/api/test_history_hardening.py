@@ -145,6 +145,43 @@ def test_a_repeated_read_of_an_unchanged_version_is_one_row_and_a_change_shows_a
     assert polled["status"] == "in_progress" and polled["version"] == taken["version"]
 
 
+def test_a_poll_and_a_read_take_their_row_outside_of_a_transaction_on_postgresql(
+    http, app, prescriber
+):
+    engine = app.extensions["epu.engine"]
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite keeps its transactions (its writers queue on BEGIN IMMEDIATE)")
+    code = create(http, prescriber)
+    path = f"/api/v1/prescriptions/{code}"
+    http.get(path, headers=prescriber.headers)
+    seen: list[tuple[str, bool]] = []
+
+    def listener(_conn, cursor, statement, *_args) -> None:
+        seen.append((statement, cursor.connection.autocommit))
+
+    sa_event.listen(engine, "before_cursor_execute", listener)
+    try:
+        current = http.get(f"{path}/status", headers=prescriber.headers)
+        etag = current.headers["ETag"]
+        unchanged = http.get(
+            f"{path}/status", headers={**prescriber.headers, "If-None-Match": etag}
+        )
+        again = http.get(path, headers=prescriber.headers)
+        cancelled = http.post(
+            f"{path}/cancel", json={"reason": "erreur"}, headers=prescriber.headers
+        )
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", listener)
+    assert (current.status_code, unchanged.status_code, again.status_code) == (200, 304, 200)
+    assert cancelled.status_code == 200 and cancelled.json["status"] == "cancelled"
+    rows = [autocommit for statement, autocommit in seen if "WHERE code =" in statement]
+    assert rows[:3] == [True, True, True], seen  # no BEGIN, no ROLLBACK around the poll's row
+    writes = [
+        autocommit for statement, autocommit in seen if statement.startswith(("UPDATE", "INSERT"))
+    ]
+    assert writes and not any(writes), seen  # the writes that follow keep their transaction
+
+
 def read_details(http, party, code) -> list[dict]:
     return [i["detail"] for i in history(http, party, code)["items"] if i["type"] == "read"]
 
