@@ -20,6 +20,7 @@ from epu.actors import Actor
 from epu.statuses import ACTIVE, CANCELLED, EXPIRED, REQUESTED
 from models import Line, Prescription
 from models.base import utcnow
+from models.db import read_outside_transaction
 
 if TYPE_CHECKING:
     from epu.prescriptions import ReadMemory
@@ -116,6 +117,7 @@ def own_lines(
     """Up to `limit` matching lines as (view, line, position), and the position to go on from.
     `memory`: the full views kept by the reads (epu.prescriptions.ReadMemory), used and filled
     here for prescriptions of few enough lines."""
+    read_outside_transaction(session)
     now = utcnow()
     line_count = (
         select(func.count())
@@ -192,6 +194,7 @@ def own_lines(
 
 
 def count_own_lines(*, session: Session, actor: Actor, where: LineFilter) -> int:
+    read_outside_transaction(session)
     query = (
         select(func.count())
         .select_from(Prescription)

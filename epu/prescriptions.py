@@ -29,7 +29,7 @@ from epu.search import own_prescriptions
 from epu.statuses import ACTIVE, MAX_LINES, OPEN, REQUESTED
 from models import IdempotencyRecord, Line, Prescription
 from models.base import UTCDateTime, latest_today, utcnow
-from models.db import writes
+from models.db import read_outside_transaction, writes
 
 MAX_COPIES = 10
 
@@ -560,24 +560,14 @@ _POLL_ROW = text(
 
 
 def _visible_row(session: Session, actor: Actor, code: str):
-    """The poll's one row of this prescription, if the caller may read it (404 otherwise).
-
-    On PostgreSQL the row is read outside of any transaction: one statement sees one
-    snapshot anyway, and BEGIN and ROLLBACK were half of a poll's round trips. Whatever the
-    caller does next begins a transaction of its own."""
-    session.rollback()
-    options = _ONE_STATEMENT if session.get_bind().dialect.name == "postgresql" else {}
-    connection = session.connection(execution_options=options)
-    row = connection.execute(_POLL_ROW, {"code": code}).one_or_none()
-    if options:
-        session.rollback()  # gives the connection back: nothing to roll back on the wire
+    """The poll's one row of this prescription, if the caller may read it (404 otherwise),
+    outside of a transaction where it can (models.db.read_outside_transaction)."""
+    read_outside_transaction(session)
+    row = session.connection().execute(_POLL_ROW, {"code": code}).one_or_none()
     if row is None or not _row_visible(row, actor):
         session.rollback()
         raise PrescriptionNotFound()
     return row
-
-
-_ONE_STATEMENT = {"isolation_level": "AUTOCOMMIT"}
 
 
 def _row_visible(row, actor: Actor) -> bool:

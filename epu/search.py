@@ -18,6 +18,7 @@ from epu.errors import ValidationFailed
 from epu.statuses import ACTIVE, EXPIRED
 from models import Prescription
 from models.base import utcnow
+from models.db import read_outside_transaction
 
 COMPARISONS = ("gt", "ge", "lt", "le")
 SEARCHABLE_FROM = datetime(1900, 1, 1, tzinfo=UTC)
@@ -59,6 +60,7 @@ def own_prescriptions(
     `statuses`: prescription statuses to keep (None: all); `updated`: comparisons of the last
     update with a moment, each ("gt" | "ge" | "lt" | "le", aware datetime), all to hold.
     """
+    read_outside_transaction(session)
     now = utcnow()
     query = (
         select(Prescription)

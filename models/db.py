@@ -19,6 +19,8 @@ def writes(use_case: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(use_case)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         session = kwargs.get("session")
+        if isinstance(session, Session) and session.info.pop(_OUTSIDE, False):
+            session.rollback()  # out of autocommit: a write keeps its transaction
         if isinstance(session, Session) and session.in_transaction() and _is_sqlite(session):
             session.rollback()  # a read transaction begun earlier cannot safely become a writer
         token = _writing.set(True)
@@ -28,6 +30,20 @@ def writes(use_case: Callable[P, R]) -> Callable[P, R]:
             _writing.reset(token)
 
     return wrapper
+
+
+_OUTSIDE = "epu.outside_transaction"
+
+
+def read_outside_transaction(session: Session) -> None:
+    """For a use case that only reads: on PostgreSQL, the session's statements run each on
+    its own (autocommit) until it is rolled back. Under READ COMMITTED every statement has its
+    own snapshot anyway, and BEGIN and ROLLBACK were two round trips of a one-row read. A
+    @writes use case called next begins its own transaction."""
+    session.rollback()
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        session.info[_OUTSIDE] = True
 
 
 def _is_sqlite(session: Session) -> bool:

@@ -167,13 +167,26 @@ def test_a_poll_and_a_read_take_their_row_outside_of_a_transaction_on_postgresql
             f"{path}/status", headers={**prescriber.headers, "If-None-Match": etag}
         )
         again = http.get(path, headers=prescriber.headers)
+        listed = http.get("/api/v1/prescriptions", headers=prescriber.headers)
+        page = http.get(
+            "/fhir/ServiceRequest?_count=2",
+            headers={**prescriber.headers, "Accept": "application/fhir+json"},
+        )
+        reads = len(seen)
         cancelled = http.post(
             f"{path}/cancel", json={"reason": "erreur"}, headers=prescriber.headers
         )
     finally:
         sa_event.remove(engine, "before_cursor_execute", listener)
     assert (current.status_code, unchanged.status_code, again.status_code) == (200, 304, 200)
+    assert listed.status_code == 200 and page.status_code == 200
     assert cancelled.status_code == 200 and cancelled.json["status"] == "cancelled"
+    in_transaction = [
+        statement[:90]
+        for statement, autocommit in seen[:reads]
+        if not autocommit and "events" not in statement  # the audit's writes keep theirs
+    ]
+    assert in_transaction == [], in_transaction  # lists and pages read outside too
     rows = [autocommit for statement, autocommit in seen if "WHERE code =" in statement]
     assert rows[:3] == [True, True, True], seen  # no BEGIN, no ROLLBACK around the poll's row
     writes = [
