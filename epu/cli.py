@@ -193,14 +193,11 @@ def dispatch(follow_parent: bool) -> None:
     import signal
     import threading
 
-    from epu.webhooks.dispatcher import Dispatcher
+    from epu.webhooks.dispatcher import Dispatcher, dispatcher_engine
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = Settings.from_env()
-    # One connection per delivery thread, plus the claims.
-    engine = make_engine(
-        settings.database_url, pool_size=settings.webhooks.workers + 2, max_overflow=0
-    )
+    engine = dispatcher_engine(settings)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -59,8 +59,12 @@ def make_engine(
     *,
     connect_timeout: int = CONNECT_TIMEOUT,
     statement_timeout: float = STATEMENT_TIMEOUT,
+    durable_commits: bool = True,
     **options,
 ) -> Engine:
+    """`durable_commits=False`: PostgreSQL answers a COMMIT before its WAL reaches the disk
+    (synchronous_commit off), for work whose last commits may be lost in a crash of the
+    server without harm (the dispatcher's leases and outcomes: at worst sent again)."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 15}, **options)
         _make_sqlite_serialise_writers(engine)
@@ -71,10 +75,10 @@ def make_engine(
         # No pre-ping: on a dead network it would hang before any deadline is armed; a dead
         # connection fails its first statement instead (503) and the pool is refilled.
         options.setdefault("pool_timeout", statement_timeout)
-    options["connect_args"] = {
-        **_network_timeouts(connect_timeout, statement_timeout),
-        **options.get("connect_args", {}),
-    }
+    network = _network_timeouts(connect_timeout, statement_timeout)
+    if not durable_commits:
+        network["options"] += " -c synchronous_commit=off"
+    options["connect_args"] = {**network, **options.get("connect_args", {})}
     engine = create_engine(url, **options)
     if statement_timeout > 0:
         _arm_statement_deadlines(engine, statement_timeout + 0.5)

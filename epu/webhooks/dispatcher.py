@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, insert, or_, select, update
+from sqlalchemy import Engine, and_, exists, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from epu.settings import Settings, WebhookSettings
@@ -33,7 +33,7 @@ from epu.webhooks.events import PING, STATUS_ONLY
 from epu.webhooks.outbox import DELIVERED, PENDING, SKIPPED
 from models import Event, Prescription, WebhookAttempt, WebhookDelivery, WebhookSubscription
 from models.base import utcnow
-from models.db import writes
+from models.db import make_engine, writes
 
 log = logging.getLogger("epu.dispatch")
 CANDIDATES_PER_SLOT = 4
@@ -381,6 +381,18 @@ def send(job: Job, key: bytes, settings: WebhookSettings) -> sender.Outcome:
         headers,
         timeout=settings.timeout,
         allow_private=settings.allow_private,
+    )
+
+
+def dispatcher_engine(settings: Settings) -> Engine:
+    """One connection per delivery thread, plus the claims. Delivery is at least once: a
+    lease or an outcome lost with the server's last commits means one more sending (the same
+    webhook-id), never a lost event, so the dispatcher's commits need not wait for the disk."""
+    return make_engine(
+        settings.database_url,
+        pool_size=settings.webhooks.workers + 2,
+        max_overflow=0,
+        durable_commits=False,
     )
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import func, select, update
 from epu import history
 from epu.actors import Actor
 from epu.audit import record
+from epu.webhooks.dispatcher import dispatcher_engine
 from models import Client, Event, Prescription, WebhookAttempt, WebhookSubscription
 from models.base import utcnow
 from models.db import writes
@@ -460,3 +461,16 @@ def test_an_event_that_commits_after_later_ids_is_still_delivered(
     slow.close()
     arrived = receiver.wait_for("/hook", 22)
     assert held_id in {item.json["id"] for item in arrived}
+
+
+def test_only_the_dispatcher_commits_without_waiting_for_the_disk(app, settings):
+    engine = dispatcher_engine(settings)
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a PostgreSQL setting")
+    try:
+        with engine.connect() as dispatcher, app.extensions["epu.engine"].connect() as service:
+            show = "SHOW synchronous_commit"
+            assert dispatcher.exec_driver_sql(show).scalar() == "off"
+            assert service.exec_driver_sql(show).scalar() == "on"  # a prescription is durable
+    finally:
+        engine.dispose()
