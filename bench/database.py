@@ -148,7 +148,7 @@ def clone_prescriptions(database: Database, template_code: str, count: int) -> l
         f"SELECT {line_list} FROM n, prescription_lines l "
         "JOIN prescriptions t ON t.id = l.prescription_id AND t.code = :template"
     )
-    engine = make_engine(database.url)
+    engine = make_engine(database.url, statement_timeout=0)  # at 10 M, seconds with a cold cache
     with engine.begin() as connection:
         connection.execute(statement, {"codes": new_codes, "template": template_code})
     engine.dispose()
