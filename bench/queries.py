@@ -47,10 +47,20 @@ def _watch(engine, tally: Callable[[], Tally]) -> None:
 
         return count
 
+    def on_the_wire(name: str) -> Callable[..., None]:
+        """BEGIN, COMMIT and ROLLBACK reach the server only outside of autocommit."""
+        count = counter(name)
+
+        def maybe(connection, *_args) -> None:
+            if not getattr(connection.connection.dbapi_connection, "autocommit", False):
+                count()
+
+        return maybe
+
     event.listen(engine, "checkout", counter("checkouts"))
-    event.listen(engine, "begin", counter("begins"))
-    event.listen(engine, "commit", counter("ends"))
-    event.listen(engine, "rollback", counter("ends"))
+    event.listen(engine, "begin", on_the_wire("begins"))
+    event.listen(engine, "commit", on_the_wire("ends"))
+    event.listen(engine, "rollback", on_the_wire("ends"))
 
     def before(_conn, _cursor, statement, *_args) -> None:
         tally().statements.append(_short(statement))
