@@ -284,6 +284,9 @@ def vacuum_analyze(db: Database) -> None:
     engine = make_engine(db.url, statement_timeout=0, isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:
         connection.execute(text("VACUUM ANALYZE"))
+        # Write the fill back now, not during the first rows measured (at 10 million the bare
+        # floor ran 10-35 % slower for minutes after the fill without it).
+        connection.execute(text("CHECKPOINT"))
     engine.dispose()
 
 
