@@ -1,7 +1,7 @@
 """Laboratory-side use cases: take charge, release, adapt, report outcomes. Each commits once."""
 
 from collections.abc import Collection
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
@@ -66,9 +66,7 @@ def take(
         if prescription is not None:
             ins_match = True if patient_ins and prescription.ins_pseudonym else None
             record(session, prescription, "taken", actor, {"ins_checked": ins_match is not None})
-            body = views.full(prescription, actor, ins_match=ins_match)
-            session.commit()
-            return body
+            return _answer(session, prescription, actor, ins_match)
     prescription = find(session, normalised, lock=True)
     if prescription is None:
         session.rollback()
@@ -86,19 +84,42 @@ def take(
         raise
     if next_status != prescription.status:
         prescription.status = next_status
-        prescription.lab_id = actor.client_pk
-        prescription.last_lab_id = actor.client_pk
-        prescription.lab_finess = actor.identifier
-        prescription.lab_name = actor.name
+        for column, value in _held_by(actor).items():
+            setattr(prescription, column, value)
         touch(prescription)
         record(session, prescription, "taken", actor, {"ins_checked": ins_match is not None})
     if objects_to_sharing and not prescription.sharing_withheld:
         prescription.sharing_withheld = True
         touch(prescription)
         record(session, prescription, "sharing_withheld", actor, {})
+    return _answer(session, prescription, actor, ins_match)
+
+
+def _answer(
+    session: Session, prescription: Prescription, actor: Actor, ins_match: bool | None
+) -> dict[str, Any]:
     body = views.full(prescription, actor, ins_match=ins_match)
     session.commit()
     return body
+
+
+def _held_by(actor: Actor) -> dict[str, Any]:
+    """The columns a laboratory's taking charge sets."""
+    return {
+        "lab_id": actor.client_pk,
+        "last_lab_id": actor.client_pk,
+        "lab_finess": actor.identifier,
+        "lab_name": actor.name,
+    }
+
+
+def _recent_mismatches(prescription_id, now: datetime) -> list:
+    """The conditions on `events` of the INS mismatches that count towards the pause."""
+    return [
+        Event.prescription_id == prescription_id,
+        Event.type == "ins_mismatch",
+        Event.at > now - INS_MISMATCH_WINDOW,
+    ]
 
 
 # Taking a free prescription: any laboratory, or the one that executed it before (a renewal).
@@ -122,13 +143,7 @@ def _take_if_free(
     ]
     if patient_ins is not None:
         recent_mismatches = (
-            select(func.count())
-            .where(
-                Event.prescription_id == Prescription.id,
-                Event.type == "ins_mismatch",
-                Event.at > now - INS_MISMATCH_WINDOW,
-            )
-            .scalar_subquery()
+            select(func.count()).where(*_recent_mismatches(Prescription.id, now)).scalar_subquery()
         )
         conditions.append(
             or_(
@@ -144,10 +159,7 @@ def _take_if_free(
         .where(*conditions)
         .values(
             status=_TAKEN,
-            lab_id=actor.client_pk,
-            last_lab_id=actor.client_pk,
-            lab_finess=actor.identifier,
-            lab_name=actor.name,
+            **_held_by(actor),
             version=Prescription.version + 1,  # touch(): a new version for every change
             updated_at=now,
         )
@@ -172,15 +184,8 @@ def _check_patient(
     otherwise: a guessed INS would be confirmed in a few hundred tries)."""
     if patient_ins is None or prescription.ins_pseudonym is None:
         return None
-    since = utcnow() - INS_MISMATCH_WINDOW
     recent = list(
-        session.scalars(
-            select(Event.at).where(
-                Event.prescription_id == prescription.id,
-                Event.type == "ins_mismatch",
-                Event.at > since,
-            )
-        )
+        session.scalars(select(Event.at).where(*_recent_mismatches(prescription.id, utcnow())))
     )
     if len(recent) >= INS_MISMATCHES_PER_HOUR:
         retry = min(recent) + INS_MISMATCH_WINDOW - utcnow()

@@ -19,7 +19,7 @@ def writes(use_case: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(use_case)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         session = kwargs.get("session")
-        if isinstance(session, Session) and session.info.pop(_OUTSIDE, False):
+        if isinstance(session, Session) and _in_autocommit(session):
             session.rollback()  # out of autocommit: a write keeps its transaction
         if isinstance(session, Session) and session.in_transaction() and _is_sqlite(session):
             session.rollback()  # a read transaction begun earlier cannot safely become a writer
@@ -32,7 +32,7 @@ def writes(use_case: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-_OUTSIDE = "epu.outside_transaction"
+_AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
 
 
 def read_outside_transaction(session: Session) -> None:
@@ -42,8 +42,14 @@ def read_outside_transaction(session: Session) -> None:
     @writes use case called next begins its own transaction."""
     session.rollback()
     if session.get_bind().dialect.name == "postgresql":
-        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-        session.info[_OUTSIDE] = True
+        session.connection(execution_options=_AUTOCOMMIT)
+
+
+def _in_autocommit(session: Session) -> bool:
+    if not session.in_transaction():
+        return False
+    options = session.connection().get_execution_options()
+    return options.get("isolation_level") == _AUTOCOMMIT["isolation_level"]
 
 
 def _is_sqlite(session: Session) -> bool:

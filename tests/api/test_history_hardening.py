@@ -11,6 +11,7 @@ from epu.audit import RepeatedReads, record
 from epu.codes import check_character
 from epu.prescriptions import ReadMemory
 from models import Event, Prescription
+from models.db import read_outside_transaction, writes
 from tests.factories import prescription_body
 
 UNKNOWN = "01S2TBPZ2JCNZZYGH" + check_character("01S2TBPZ2JCNZZYGH")
@@ -193,6 +194,20 @@ def test_a_poll_and_a_read_take_their_row_outside_of_a_transaction_on_postgresql
         autocommit for statement, autocommit in seen if statement.startswith(("UPDATE", "INSERT"))
     ]
     assert writes and not any(writes), seen  # the writes that follow keep their transaction
+
+
+def test_a_write_called_after_a_read_outside_of_a_transaction_begins_its_own(session):
+    if session.get_bind().dialect.name != "postgresql":
+        pytest.skip("SQLite keeps its transactions")
+
+    @writes
+    def write(*, session) -> bool:
+        session.execute(select(Prescription.id).limit(1))
+        return session.connection().connection.dbapi_connection.autocommit
+
+    read_outside_transaction(session)
+    session.execute(select(Prescription.id).limit(1))  # a read left without its rollback
+    assert write(session=session) is False
 
 
 def read_details(http, party, code) -> list[dict]:
