@@ -3,6 +3,7 @@
 import hashlib
 import json
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from threading import Lock
@@ -455,18 +456,33 @@ class ReadMemory:
 
     def __init__(self, repeats: RepeatedReads, max_bytes: int = 32 * 1024 * 1024) -> None:
         self.repeats, self._max_bytes, self._bytes = repeats, max_bytes, 0
-        self._views: OrderedDict[tuple[str, str, int, int], bytes] = OrderedDict()
+        self._views: OrderedDict[tuple, bytes] = OrderedDict()
         self._lock = Lock()
 
     def view(self, key: tuple[str, str, int, int]) -> dict[str, Any] | None:
+        encoded = self._get(key)
+        return None if encoded is None else orjson.loads(encoded)  # a copy of its own
+
+    def keep(self, key: tuple[str, str, int, int], view: dict[str, Any]) -> None:
+        self._put(key, orjson.dumps(view))
+
+    def encoded(self, key: tuple, build: Callable[[], Any]) -> bytes:
+        """What `build` returns, encoded, kept under `key`: a key must name the code, the
+        version and the caller (and anything else the built value depends on), like a view's."""
+        encoded = self._get(key)
+        if encoded is None:
+            encoded = orjson.dumps(build())
+            self._put(key, encoded)
+        return encoded
+
+    def _get(self, key: tuple) -> bytes | None:
         with self._lock:
             encoded = self._views.get(key)
             if encoded is not None:
                 self._views.move_to_end(key)
-        return None if encoded is None else orjson.loads(encoded)  # a copy of its own
+        return encoded
 
-    def keep(self, key: tuple[str, str, int, int], view: dict[str, Any]) -> None:
-        encoded = orjson.dumps(view)
+    def _put(self, key: tuple, encoded: bytes) -> None:
         if len(encoded) > self._max_bytes // 64:  # a few huge views must not evict the rest
             return
         with self._lock:

@@ -163,14 +163,15 @@ def _service_request(resource_id: str, version: str | None):
     code, _, line_id = resource_id.rpartition("-")
     if not code or not line_id:
         raise not_found("ServiceRequest")
-    view = prescriptions.read(
-        session=db_session(), actor=current_actor(), code=code, memory=read_memory()
-    )
+    actor, memory = current_actor(), read_memory()
+    view = prescriptions.read(session=db_session(), actor=actor, code=code, memory=memory)
     line = next((line for line in view["lines"] if line["id"] == line_id), None)
     if line is None or version not in (None, str(view["version"])):
         raise not_found("ServiceRequest" if line is None else "version of this ServiceRequest")
-    resource = outbound.service_request(view, line)
-    return wire.respond(resource, **wire.versioned(view))
+    # Built from the caller's view of this version alone: kept with it.
+    key = ("ServiceRequest", view["code"], view["version"], actor.client_pk, line_id)
+    resource = memory.encoded(key, lambda: outbound.service_request(view, line))
+    return wire.respond_encoded(resource, **wire.versioned(view))
 
 
 @get("/ServiceRequest")

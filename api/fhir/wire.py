@@ -141,9 +141,11 @@ def fhir_path(root: str, location: tuple) -> str:
 
 def respond(resource: dict[str, Any], status: int = 200, **headers: str) -> Response:
     """The resource (plain data) encoded once."""
-    response = Response(
-        orjson.dumps(resource), status=status, content_type=f"{FHIR_JSON}; charset=utf-8"
-    )
+    return respond_encoded(orjson.dumps(resource), status, **headers)
+
+
+def respond_encoded(resource: bytes, status: int = 200, **headers: str) -> Response:
+    response = Response(resource, status=status, content_type=f"{FHIR_JSON}; charset=utf-8")
     response.headers.update(headers)
     return response
 

@@ -348,6 +348,24 @@ def test_a_withheld_execution_stays_hidden_from_the_prescriber(fhir, http, presc
     assert len(listed) == 3
 
 
+def test_a_read_again_shows_each_new_version_and_each_caller_its_own(fhir, http, prescriber, lab):
+    # A ServiceRequest is kept encoded per version, caller and line (epu.prescriptions.ReadMemory):
+    # none of them may be served to another.
+    code = create_json(http, prescriber)
+    first = read(fhir, prescriber, code)
+    assert read(fhir, prescriber, code).data == first.data
+    assert read(fhir, prescriber, code, "L2").json["id"] == f"{code}-L2"
+    scan(http, lab, code, patient_objects_to_sharing=True)
+    done(http, lab, code, {"line_id": "L1", "outcome": "done"})
+    by_lab = read(fhir, lab, code)
+    assert by_lab.json["status"] == "completed"
+    assert by_lab.json["performer"][0]["identifier"]["value"] == "130000029"
+    by_prescriber = read(fhir, prescriber, code)
+    assert by_prescriber.json["meta"]["versionId"] == by_lab.json["meta"]["versionId"] != "1"
+    assert by_prescriber.json["status"] == "unknown"
+    assert "130000029" not in by_prescriber.data.decode()
+
+
 def test_a_page_again_comes_from_the_kept_views_and_a_change_shows_at_once(
     fhir, http, app, prescriber
 ):
