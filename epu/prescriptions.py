@@ -451,8 +451,9 @@ def touch(prescription: Prescription, now: datetime | None = None) -> None:
 class ReadMemory:
     """What a process keeps between reads: the repeats not yet written to their audit event
     (epu.audit.RepeatedReads), and the views (and encoded FHIR resources) last built, by kind,
-    code, version and caller, within `max_bytes`. A version is never changed once written and the caller's rights come
-    from the row, so a repeated read of an unchanged prescription costs the poll's one row."""
+    code, version and caller, within `max_bytes`. A version is never changed once written and
+    the caller's rights come from the row, so a repeated read of an unchanged prescription costs
+    the poll's one row."""
 
     def __init__(self, repeats: RepeatedReads, max_bytes: int = 32 * 1024 * 1024) -> None:
         self.repeats, self._max_bytes, self._bytes = repeats, max_bytes, 0
