@@ -10,6 +10,7 @@ from models.base import Base, utcnow
 _ACTIVE = text("status = 'active'")
 _CLOSED = text("status IN ('completed', 'cancelled', 'expired')")
 _REVOKED = text("revoked_at IS NOT NULL")
+_PENDING = text("status = 'pending'")
 
 
 class Client(Base):
@@ -293,14 +294,24 @@ class WebhookDelivery(Base):
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
         UniqueConstraint("subscription_id", "event_id"),
+        Index("ix_webhook_deliveries_number", "subscription_id", "number"),
+        # The dispatcher's queues, only what is pending: each subscription's deliveries the
+        # oldest first, and each (subscription, prescription) chain in event order.
         Index(
-            "ix_webhook_deliveries_queue",
-            "status",
+            "ix_webhook_deliveries_pending",
+            "subscription_id",
+            "id",
+            postgresql_where=_PENDING,
+            sqlite_where=_PENDING,
+        ),
+        Index(
+            "ix_webhook_deliveries_chain",
             "subscription_id",
             "prescription_id",
             "event_id",
+            postgresql_where=_PENDING,
+            sqlite_where=_PENDING,
         ),
-        Index("ix_webhook_deliveries_number", "subscription_id", "number"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -2,11 +2,14 @@
 no redirects, a hard deadline, at most 64 KiB of answer read and 1 KiB kept."""
 
 import contextlib
+import heapq
 import http.client
+import itertools
 import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -35,6 +38,53 @@ class Outcome:
 
 class _Refused(Exception):
     pass
+
+
+class _Watchdog:
+    """One thread that fires every request's deadline. A `threading.Timer` per request cost a
+    thread start each: 11 % of the dispatcher's samples at 370 deliveries/s (py-spy)."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._deadlines: list[list] = []  # [when, order, action or None once disarmed]
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, seconds: float, action: Callable[[], None]) -> list:
+        entry = [time.monotonic() + seconds, next(self._order), action]
+        with self._changed:
+            heapq.heappush(self._deadlines, entry)
+            if self._thread is None or not self._thread.is_alive():  # first use, or a fork
+                self._thread = threading.Thread(target=self._run, name="deadlines", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+        return entry
+
+    def disarm(self, entry: list) -> None:
+        with self._changed:
+            entry[2] = None  # dropped when it comes up: a cancel costs no heap search
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                action = None
+                while action is None:
+                    if not self._deadlines:
+                        self._changed.wait()
+                        continue
+                    when, _, pending = self._deadlines[0]
+                    if pending is None:
+                        heapq.heappop(self._deadlines)
+                    elif when <= time.monotonic():
+                        entry = heapq.heappop(self._deadlines)
+                        action, entry[2] = pending, None
+                    else:
+                        self._changed.wait(when - time.monotonic())
+            with contextlib.suppress(Exception):
+                action()
+
+
+_watchdog = _Watchdog()
 
 
 def _connect(host: str, port: int, *, timeout: float, allow_private: bool) -> socket.socket:
@@ -92,9 +142,7 @@ def post(
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
 
-    watchdog = threading.Timer(timeout, abort)
-    watchdog.daemon = True
-    watchdog.start()
+    deadline = _watchdog.arm(timeout, abort)
     try:
         sock = _connect(host, port, timeout=timeout, allow_private=allow_private)
         if https:
@@ -130,7 +178,7 @@ def post(
             return Outcome(None, f"timeout: no answer within {timeout:g} s", _ms(started))
         return Outcome(None, f"{type(error).__name__}: {error}"[:200], _ms(started))
     finally:
-        watchdog.cancel()
+        _watchdog.disarm(deadline)
         if sock is not None:
             sock.close()
 
