@@ -257,6 +257,13 @@ def _due_queues():
         .join(WebhookSubscription, WebhookSubscription.id == queued.c.id)
         .join(heads, true())
         .join(WebhookDelivery, WebhookDelivery.id == heads.c.id)
+        # Again on the locked row itself: PostgreSQL re-checks only its conditions on the
+        # newest version of a row changed since the snapshot, so a delivery another
+        # dispatcher leased or settled meanwhile would otherwise be sent twice.
+        .where(
+            WebhookDelivery.status == PENDING,
+            or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until < _NOW),
+        )
     )
 
 
