@@ -149,13 +149,20 @@ def claim(
 _NOW = bindparam("now")
 
 
-def _sendable(delivery) -> list:
-    """A pending delivery that no dispatcher holds, whose subscription may receive it, and
-    that no earlier pending delivery of its subscription and prescription goes before."""
-    earlier = aliased(WebhookDelivery)
+def _free(delivery) -> list:
+    """Pending, and held by no dispatcher."""
     return [
         delivery.status == PENDING,
         or_(delivery.lease_until.is_(None), delivery.lease_until < _NOW),
+    ]
+
+
+def _sendable(delivery) -> list:
+    """A free delivery whose subscription may receive it, and that no earlier pending
+    delivery of its subscription and prescription goes before."""
+    earlier = aliased(WebhookDelivery)
+    return [
+        *_free(delivery),
         or_(
             WebhookSubscription.status == "active",
             and_(WebhookSubscription.status == "requested", delivery.kind == fhir.HANDSHAKE),
@@ -260,10 +267,7 @@ def _due_queues():
         # Again on the locked row itself: PostgreSQL re-checks only its conditions on the
         # newest version of a row changed since the snapshot, so a delivery another
         # dispatcher leased or settled meanwhile would otherwise be sent twice.
-        .where(
-            WebhookDelivery.status == PENDING,
-            or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until < _NOW),
-        )
+        .where(*_free(WebhookDelivery))
     )
 
 

@@ -57,7 +57,8 @@ class _Watchdog:
             if self._thread is None or not self._thread.is_alive():  # first use, or a fork
                 self._thread = threading.Thread(target=self._run, name="deadlines", daemon=True)
                 self._thread.start()
-            self._changed.notify()
+            if self._deadlines[0] is entry:  # the thread sleeps until the earliest one
+                self._changed.notify()
         return entry
 
     def disarm(self, entry: list) -> None:

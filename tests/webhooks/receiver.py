@@ -4,7 +4,7 @@ what each path is told to (a status, after an optional delay)."""
 import json
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -44,6 +44,8 @@ class Receiver:
     received: list[Received] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     arrivals: list[str] = field(default_factory=list)  # every request, when it arrives
+    open: Counter = field(default_factory=Counter)  # requests being answered, per path
+    most_open: Counter = field(default_factory=Counter)  # the most at once, per path
     behaviours: dict[str, Behaviour] = field(default_factory=lambda: defaultdict(Behaviour))
     lock: threading.Lock = field(default_factory=threading.Lock)
     arrived: threading.Condition = field(default_factory=threading.Condition)
@@ -93,17 +95,20 @@ def start(port: int = 0, receiver: Receiver | None = None) -> Receiver:
             body = self.rfile.read(length)
             with this.lock:
                 this.arrivals.append(self.path)
+                this.open[self.path] += 1
+                this.most_open[self.path] = max(this.most_open[self.path], this.open[self.path])
             behaviour = this.behaviours[self.path]
             if behaviour.delay:
                 time.sleep(behaviour.delay)
             if behaviour.hold is not None:
                 behaviour.hold.wait(4)  # under the dispatcher's 5 s timeout
-            # Recorded when answered with a 2xx, as a receiver that processes it would.
-            if 200 <= behaviour.status < 300:
-                with this.lock:
+            # Recorded when answered with a 2xx, as a receiver that processes it would; no
+            # longer open once answering, as the sender may start its next request then.
+            with this.lock:
+                this.open[self.path] -= 1
+                if 200 <= behaviour.status < 300:
                     this.received.append(Received(self.path, dict(self.headers), body))
-            else:
-                with this.lock:
+                else:
                     this.refused.append(self.path)
             self.send_response(behaviour.status)
             self.send_header("Content-Length", str(len(behaviour.body)))

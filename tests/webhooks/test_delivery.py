@@ -474,3 +474,25 @@ def test_only_the_dispatcher_commits_without_waiting_for_the_disk(app, settings)
             assert service.exec_driver_sql(show).scalar() == "on"  # a prescription is durable
     finally:
         engine.dispose()
+
+
+def test_a_receiver_gets_its_share_in_parallel_and_a_failing_one_a_probe_at_a_time(
+    http, prescriber, other_prescriber, subscribe, receiver, run_dispatcher
+):
+    subscribe(prescriber, receiver.url("/healthy"))
+    subscribe(other_prescriber, receiver.url("/failing"))
+    receiver.on("/healthy", delay=0.3)
+    receiver.on("/failing", status=503, delay=0.3)
+    run_dispatcher(workers=8, per_subscription=2)
+    for _ in range(8):
+        flows.create(http, prescriber)
+        flows.create(http, other_prescriber)
+    receiver.wait_for("/healthy", 8)
+    wait_until(lambda: receiver.refused.count("/failing") >= 4, what="four failed attempts")
+    assert receiver.most_open["/healthy"] == 2  # the cap, reached and never passed
+    # Before its first failure was recorded the failing receiver was healthy for all we knew
+    # (up to 2 at once); since, one probe at a time.
+    with receiver.lock:
+        receiver.most_open["/failing"] = receiver.open["/failing"]
+    wait_until(lambda: receiver.refused.count("/failing") >= 8, what="four more failed attempts")
+    assert receiver.most_open["/failing"] == 1

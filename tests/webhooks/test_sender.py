@@ -58,19 +58,18 @@ def test_a_receiver_that_trickles_its_answer_is_cut_at_the_deadline(trickler):
     for thread in threads:
         thread.join(10)
     assert [outcome.error for outcome in outcomes] == ["timeout: no answer within 0.5 s"] * 5
-    assert all(not outcome.ok for outcome in outcomes)
     # The answer would take over 100 s to trickle in; each request ends at its deadline.
     assert time.monotonic() - started < 5
 
 
 def test_a_short_deadline_is_not_held_behind_a_longer_one_armed_before_it(trickler):
     longer = threading.Thread(
-        target=sender.post, args=(trickler, b"{}", {}), kwargs={"timeout": 4, "allow_private": True}
+        target=sender.post, args=(trickler, b"{}", {}), kwargs={"timeout": 2, "allow_private": True}
     )
     longer.start()
     time.sleep(0.2)
     shorter = sender.post(trickler, b"{}", {}, timeout=0.3, allow_private=True)
     assert shorter.error == "timeout: no answer within 0.3 s"
-    assert shorter.duration_ms < 2000  # not the 4 s of the deadline armed before it
+    assert shorter.duration_ms < 1500  # not the 2 s of the deadline armed before it
     assert longer.is_alive()
     longer.join(10)
