@@ -123,9 +123,14 @@ def _serve(path: str, ports) -> None:
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    server.request_queue_size = 512
+    class Server(ThreadingHTTPServer):
+        # Read by the constructor's listen(): set on the instance afterwards, it left the
+        # default backlog of 5, and bursts of connections were reset (each a failed delivery
+        # and a 5 s retry in the drain).
+        request_queue_size = 1024
+        daemon_threads = True
+
+    server = Server(("127.0.0.1", 0), Handler)
     ports.put(server.server_address[1])
     server.serve_forever()
 
