@@ -2,8 +2,7 @@
 
 from collections.abc import Callable
 
-from flask_smorest import Blueprint
-
+from api.blueprint import Blueprint
 from api.errors import PROBLEM
 from api.schemas import ProblemSchema
 

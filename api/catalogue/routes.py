@@ -1,6 +1,5 @@
-from flask_smorest import Blueprint
-
 from api.auth import require
+from api.blueprint import Blueprint
 from api.catalogue.schemas import CatalogueEntrySchema, CatalogueQuerySchema, CatalogueSearchSchema
 from api.docs import WITH_QUERY, refusals
 from api.errors import Problem

@@ -3,9 +3,9 @@
 from datetime import UTC, datetime
 
 from flask import Response, current_app, request
-from flask_smorest import Blueprint
 
 from api.auth import current_actor, require
+from api.blueprint import Blueprint
 from api.docs import WITH_QUERY, refusals
 from api.documents.printing import RenderCache
 from api.documents.schemas import BINARY, OrdonnanceQuery, QrQuery

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import request
-from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError
 
 from api.auth import current_actor
+from api.blueprint import Blueprint
 from api.documents.schemas import SCAN_FORM
 from api.errors import Problem, flatten
 from api.limits import limits

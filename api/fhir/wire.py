@@ -43,9 +43,11 @@ def check_media_types() -> None:
     elif not _acceptable(request.headers.get("Accept", "")):
         detail = f"This server answers {FHIR_JSON} (fhirVersion 4.0) only."
         raise FhirError(406, [Issue(detail, "not-supported")])
+    if request.method != "POST":
+        return
     has_body = request.content_length or (request.content_length is None and request.data)
     accepted = (*INBOUND_TYPES, FORM) if request.path.endswith("/_search") else INBOUND_TYPES
-    if request.method == "POST" and has_body:
+    if has_body:
         parameters = {name.lower(): value for name, value in request.mimetype_params.items()}
         version = parameters.get("fhirversion")
         if request.mimetype not in accepted or version not in (None, *FHIR_VERSIONS):

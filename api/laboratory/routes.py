@@ -1,8 +1,7 @@
 from contextlib import nullcontext
 
-from flask_smorest import Blueprint
-
 from api.auth import current_actor, require
+from api.blueprint import Blueprint
 from api.context import ins_key, versions_in_if_match, with_etag
 from api.docs import WITH_BODY, refusals
 from api.documents.uploads import json_or_image, scan_from_image, scan_request_body

@@ -1,7 +1,7 @@
 from flask import Response, request
-from flask_smorest import Blueprint
 
 from api.auth import current_actor, require
+from api.blueprint import Blueprint
 from api.context import ins_key, read_memory, settings, with_etag
 from api.docs import WITH_BODY, WITH_QUERY, refusals
 from api.extensions import db_session

@@ -1,6 +1,5 @@
-from flask_smorest import Blueprint
-
 from api.auth import current_actor, require
+from api.blueprint import Blueprint
 from api.docs import WITH_QUERY, refusals
 from api.extensions import db_session
 from api.prescriptions.schemas import InboxOut, InboxQuery

@@ -1,6 +1,5 @@
-from flask_smorest import Blueprint
-
 from api.auth import current_actor, require
+from api.blueprint import Blueprint
 from api.context import ins_key, with_etag
 from api.docs import WITH_BODY, refusals
 from api.documents.uploads import json_or_image, scan_from_image, scan_request_body
