@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from threading import Lock
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from epu.actors import Actor
@@ -24,21 +24,32 @@ def record(
     actor: Actor | None,
     detail: dict[str, Any],
 ) -> None:
-    event = _event(prescription.id if prescription else None, kind, actor, detail)
-    session.add(event)
-    outbox.enqueue(session, event, prescription, actor)  # same transaction: never lost
+    # A Core INSERT at once rather than an object flushed at commit: the unit of work for this
+    # one row was 12 % of a create's CPU (py-spy). Nothing reads the event back as an object.
+    values = _event_values(prescription.id if prescription else None, kind, actor, detail)
+    event_id = session.connection().execute(_INSERT_EVENT, values).scalar_one()
+    outbox.enqueue(session, event_id, kind, prescription, actor)  # same transaction: never lost
 
 
 def _event(prescription_id: int | None, kind: str, actor: Actor | None, detail: dict) -> Event:
-    return Event(
-        prescription_id=prescription_id,
-        type=kind,
-        actor_role=actor.role if actor else "system",
-        actor_client_id=actor.client_pk if actor else None,
-        actor_identifier=actor.identifier if actor else None,
-        actor_name=actor.name if actor else "EPU",
-        detail=detail,
-    )
+    return Event(**_event_values(prescription_id, kind, actor, detail))
+
+
+def _event_values(
+    prescription_id: int | None, kind: str, actor: Actor | None, detail: dict
+) -> dict[str, Any]:
+    return {
+        "prescription_id": prescription_id,
+        "type": kind,
+        "actor_role": actor.role if actor else "system",
+        "actor_client_id": actor.client_pk if actor else None,
+        "actor_identifier": actor.identifier if actor else None,
+        "actor_name": actor.name if actor else "EPU",
+        "detail": detail,
+    }
+
+
+_INSERT_EVENT = insert(Event.__table__).returning(Event.__table__.c.id)
 
 
 REPEAT_WINDOW = timedelta(minutes=10)
