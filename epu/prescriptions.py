@@ -10,7 +10,7 @@ from threading import Lock
 from typing import Any
 
 import orjson
-from sqlalchemy import Integer, String, insert, or_, select, text
+from sqlalchemy import bindparam, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -29,7 +29,7 @@ from epu.lines import check_line, context_with_labels, missing_context
 from epu.search import own_prescriptions
 from epu.statuses import ACTIVE, MAX_LINES, OPEN, REQUESTED
 from models import IdempotencyRecord, Line, Prescription
-from models.base import UTCDateTime, latest_today, utcnow
+from models.base import latest_today, utcnow
 from models.db import read_outside_transaction, writes
 
 MAX_COPIES = 10
@@ -327,31 +327,46 @@ def _duplicates(session: Session, prescription: Prescription) -> list[tuple[str,
     loincs = {line.loinc: line.line_id for line in prescription.lines if line.loinc}
     if prescription.ins_pseudonym is None or not loincs:
         return []
-    # The patient's few open prescriptions first, then their lines: a plan that stays cheap
-    # whatever the statistics say (joined in one query, PostgreSQL could walk the LOINC index
-    # over every line of the base).
-    open_ids = list(
-        session.scalars(
-            select(Prescription.id).where(
-                Prescription.ins_pseudonym == prescription.ins_pseudonym,
-                Prescription.id != prescription.id,
-                Prescription.status.in_(OPEN),
-                Prescription.expires_at > utcnow(),
-            )
-        )
+    found = session.connection().execute(
+        _DUPLICATES,
+        {
+            "pseudonym": prescription.ins_pseudonym,
+            "id": prescription.id,
+            "now": utcnow(),
+            "loincs": list(loincs),
+        },
     )
-    if not open_ids:
-        return []
-    found = session.scalars(
-        select(Line.loinc)
+    return sorted((loincs[loinc], loinc) for loinc in found.scalars())
+
+
+def _duplicates_statement():
+    """The patient's few open prescriptions first (a materialised CTE: the planner cannot merge
+    it), then their lines: a plan that stays cheap whatever the statistics say, where a join
+    could walk the LOINC index over every line of the base. One statement, built once."""
+    prescriptions, lines = Prescription.__table__.c, Line.__table__.c
+    open_prescriptions = (
+        select(prescriptions.id)
         .where(
-            Line.prescription_id.in_(open_ids),
-            Line.loinc.in_(loincs),
-            Line.status == REQUESTED,
+            prescriptions.ins_pseudonym == bindparam("pseudonym"),
+            prescriptions.id != bindparam("id"),
+            prescriptions.status.in_(OPEN),
+            prescriptions.expires_at > bindparam("now"),
+        )
+        .cte("open_prescriptions")
+        .prefix_with("MATERIALIZED")
+    )
+    return (
+        select(lines.loinc)
+        .where(
+            lines.prescription_id.in_(select(open_prescriptions.c.id)),
+            lines.loinc.in_(bindparam("loincs", expanding=True)),
+            lines.status == REQUESTED,
         )
         .distinct()
     )
-    return sorted((loincs[loinc], loinc) for loinc in found)
+
+
+_DUPLICATES = _duplicates_statement()
 
 
 # ---- finding and reading --------------------------------------------------------------------
@@ -562,18 +577,13 @@ def expire_now(*, session: Session, code: str) -> None:
 
 
 # The poll's one row, as a plain statement compiled once (the ORM's per-call work doubled it).
-_POLL_ROW = text(
-    "SELECT id, version, prescriber_id, lab_id, last_lab_id, status, expires_at"
-    " FROM prescriptions WHERE code = :code"
-).columns(
-    id=Integer,
-    version=Integer,
-    prescriber_id=Integer,
-    lab_id=Integer,
-    last_lab_id=Integer,
-    status=String,
-    expires_at=UTCDateTime,
+_POLL_COLUMNS = ("id", "version", "prescriber_id", "lab_id", "last_lab_id", "status", "expires_at")
+_POLL_ROW = select(*(Prescription.__table__.c[name] for name in _POLL_COLUMNS)).where(
+    Prescription.__table__.c.code == bindparam("code")
 )
+# A Core select rather than text(...).columns(): SQLAlchemy keeps its result metadata with the
+# compiled statement, where a textual one is matched to the cursor's columns on every execution
+# (20 of 124 µs per poll, measured in a loop on PostgreSQL).
 
 
 def _visible_row(session: Session, actor: Actor, code: str):
