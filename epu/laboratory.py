@@ -1,10 +1,10 @@
 """Laboratory-side use cases: take charge, release, adapt, report outcomes. Each commits once."""
 
 from collections.abc import Collection
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -29,7 +29,7 @@ from epu.statuses import (
     NOT_DONE,
     REQUESTED,
 )
-from models import Event, Line, Prescription
+from models import Event, Line, Prescription, Proposal, Sampling
 from models.base import utcnow
 from models.db import writes
 
@@ -113,12 +113,12 @@ def _held_by(actor: Actor) -> dict[str, Any]:
     }
 
 
-def _recent_mismatches(prescription_id, now: datetime) -> list:
+def _recent_mismatches(prescription_id, since) -> list:
     """The conditions on `events` of the INS mismatches that count towards the pause."""
     return [
         Event.prescription_id == prescription_id,
         Event.type == "ins_mismatch",
-        Event.at > now - INS_MISMATCH_WINDOW,
+        Event.at > since,
     ]
 
 
@@ -134,42 +134,82 @@ def _take_if_free(
     """The common scan in one statement: an active prescription within its validity, whose
     patient is the one given (or not checked), is taken by this laboratory. None: anything
     else (unknown, expired, held, a patient mismatch, paused checks...), which `take` then
-    works out row by row, with the same answers."""
+    works out row by row, with the same answers.
+
+    What it answers is a snapshot of the row as taken, with its lines, outside of the session:
+    the statement has written everything, and only the view and the event are built from it."""
     now = utcnow()
-    conditions = [
-        Prescription.code == code,
-        Prescription.status == ACTIVE,
-        Prescription.expires_at > now,
-    ]
+    parameters = {f"new_{column}": value for column, value in _held_by(actor).items()}
+    parameters.update(scanned=code, now=now, mismatches_since=now - INS_MISMATCH_WINDOW)
     if patient_ins is not None:
-        recent_mismatches = (
-            select(func.count()).where(*_recent_mismatches(Prescription.id, now)).scalar_subquery()
+        parameters["pseudonym"] = ins_pseudonym(patient_ins, key=key)
+    connection = session.connection()
+    statement = _TAKE_CHECKING_PATIENT if patient_ins is not None else _TAKE
+    row = connection.execute(statement, parameters).one_or_none()
+    if row is None:
+        return None
+    prescription = Prescription(**row._mapping)
+    lines = connection.execute(_LINES_OF, {"prescription_id": row.id})
+    # set_committed_value: the snapshot stays out of the session, and no backref touches the
+    # persistent proposals and samplings loaded for it.
+    set_committed_value(prescription, "lines", [Line(**line._mapping) for line in lines])
+    # At its second version it was never held, so no proposal exists; never sampled, no sampling.
+    proposals = [] if row.version == 2 else _of_prescription(session, Proposal, row.id)
+    samplings = [] if row.sampled_at is None else _of_prescription(session, Sampling, row.id)
+    set_committed_value(prescription, "proposals", proposals)
+    set_committed_value(prescription, "samplings", samplings)
+    return prescription
+
+
+def _of_prescription(session: Session, kind: type[Proposal | Sampling], prescription_id: int):
+    statement = select(kind).where(kind.prescription_id == prescription_id).order_by(kind.id)
+    return list(session.scalars(statement))
+
+
+def _take_statement(*, checking_patient: bool):
+    """Built once per variant: compiling an ORM-enabled UPDATE per scan and loading its
+    entity cost more than the statement itself (py-spy)."""
+    table = Prescription.__table__.c
+    conditions = [
+        table.code == bindparam("scanned"),
+        table.status == ACTIVE,
+        table.expires_at > bindparam("now"),
+    ]
+    if checking_patient:
+        recent_mismatches = select(func.count()).where(
+            *_recent_mismatches(table.id, bindparam("mismatches_since"))
         )
         conditions.append(
             or_(
-                Prescription.ins_pseudonym.is_(None),
+                table.ins_pseudonym.is_(None),
                 and_(
-                    Prescription.ins_pseudonym == ins_pseudonym(patient_ins, key=key),
-                    recent_mismatches < INS_MISMATCHES_PER_HOUR,
+                    table.ins_pseudonym == bindparam("pseudonym"),
+                    recent_mismatches.scalar_subquery() < INS_MISMATCHES_PER_HOUR,
                 ),
             )
         )
-    statement = (
-        update(Prescription)
+    held = {column: bindparam(f"new_{column}") for column in _HELD_COLUMNS}
+    return (
+        update(Prescription.__table__)
         .where(*conditions)
         .values(
             status=_TAKEN,
-            **_held_by(actor),
-            version=Prescription.version + 1,  # touch(): a new version for every change
-            updated_at=now,
+            **held,
+            version=table.version + 1,  # touch(): a new version for every change
+            updated_at=bindparam("now"),
         )
-        .returning(Prescription)
+        .returning(*Prescription.__table__.c)
     )
-    prescription = session.scalars(statement).one_or_none()
-    if prescription is not None and prescription.version == 2:
-        # Untouched until now: no laboratory ever held it, so no proposal can exist.
-        set_committed_value(prescription, "proposals", [])
-    return prescription
+
+
+_HELD_COLUMNS = ("lab_id", "last_lab_id", "lab_finess", "lab_name")
+_TAKE = _take_statement(checking_patient=False)
+_TAKE_CHECKING_PATIENT = _take_statement(checking_patient=True)
+_LINES_OF = (
+    select(Line.__table__)
+    .where(Line.__table__.c.prescription_id == bindparam("prescription_id"))
+    .order_by(Line.__table__.c.position)
+)
 
 
 def _check_patient(
@@ -185,7 +225,11 @@ def _check_patient(
     if patient_ins is None or prescription.ins_pseudonym is None:
         return None
     recent = list(
-        session.scalars(select(Event.at).where(*_recent_mismatches(prescription.id, utcnow())))
+        session.scalars(
+            select(Event.at).where(
+                *_recent_mismatches(prescription.id, utcnow() - INS_MISMATCH_WINDOW)
+            )
+        )
     )
     if len(recent) >= INS_MISMATCHES_PER_HOUR:
         retry = min(recent) + INS_MISMATCH_WINDOW - utcnow()
