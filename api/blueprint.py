@@ -13,12 +13,13 @@ class _Parser(FlaskParser):
     # state between loads, so one instance per class serves every request and thread.
     def _get_schema(self, argmap, req):
         if isinstance(argmap, type) and issubclass(argmap, Schema):
-            return _instance(argmap)
+            return shared_schema(argmap)
         return super()._get_schema(argmap, req)
 
 
 @functools.cache
-def _instance(schema: type[Schema]) -> Schema:
+def shared_schema(schema: type[Schema]) -> Schema:
+    """The one instance of a schema class that every request loads with."""
     return schema()
 
 

@@ -1,4 +1,4 @@
-"""Optional: py-spy on the gunicorn workers while create, scan and status_304 run at c=8.
+"""Optional: py-spy on the gunicorn workers during an extra c=8 pass of each PROFILED scenario.
 
 BENCH_PROFILE=1 (or gil) samples only the thread holding the GIL: where the workers' Python CPU
 goes, undisturbed by threads that wait for a core on a busy machine. BENCH_PROFILE=wall samples
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench.server import Server
 
-PROFILED = ("create", "scan", "status_304", "read", "fhir_read")
+PROFILED = ("create", "fhir_create", "scan", "status_304", "read", "fhir_read", "patient_lookup")
 RATE = 200  # samples per second
 PROJECT = ("epu/", "api/", "models/", "qr/")
 _FRAME = re.compile(r"^(?P<function>.*?) \((?P<file>[^:()]+)(?::\d+)?\)$")

@@ -11,6 +11,7 @@ from typing import Any
 from fhir.resources.R4B.bundle import Bundle
 from marshmallow import ValidationError as MarshmallowError
 
+from api.blueprint import shared_schema
 from api.errors import flatten
 from api.fhir.conditions import conditions, single
 from api.fhir.layout import Layout
@@ -50,7 +51,7 @@ def transaction(body: dict[str, Any], actor: Actor, if_none_exist: str | None) -
     raw: dict[str, Any] = {"patient": reader.patient, "lines": lines}
     raw.update(reader.shared)
     try:
-        data = PrescriptionIn().load(raw)
+        data = shared_schema(PrescriptionIn).load(raw)
     except MarshmallowError as error:
         raise layout.error(flatten(error.messages)) from error
     found = conditions(body, entries, if_none_exist)

@@ -16,6 +16,7 @@ from marshmallow import ValidationError as MarshmallowError
 from werkzeug.routing import BaseConverter
 
 from api.auth import current_actor, require
+from api.blueprint import shared_schema
 from api.context import read_memory
 from api.errors import flatten
 from api.extensions import db_session
@@ -229,7 +230,7 @@ def _propose_parameters(body: dict[str, Any], code: str):
         return _at(named[head]) if head in named else "Parameters"
 
     try:
-        return PatchIn().load(raw), place
+        return shared_schema(PatchIn).load(raw), place
     except MarshmallowError as error:
         raise refusal(flatten(error.messages), place) from error
 
