@@ -9,11 +9,11 @@ from collections.abc import Callable
 from datetime import date
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from epu.actors import Actor
-from epu.audit import record
+from epu.audit import record, record_each
 from epu.errors import ValidationFailed
 from epu.identifiers import ins_pseudonym, is_ins
 from epu.statuses import ACTIVE, IN_PROGRESS, REQUESTED
@@ -58,6 +58,23 @@ def _check(ins: str, birth_date: date, presence: str) -> None:
         raise ValidationFailed(errors)
 
 
+# Built once: the statement's construction was a tenth of a lookup's CPU (py-spy).
+_SERVABLE = (
+    select(Prescription)
+    .where(
+        Prescription.ins_pseudonym == bindparam("pseudonym"),
+        Prescription.patient_birth_date == bindparam("birth_date"),
+        or_(
+            and_(Prescription.status == ACTIVE, Prescription.expires_at > bindparam("now")),
+            and_(Prescription.status == IN_PROGRESS, Prescription.lab_id == bindparam("caller")),
+        ),
+    )
+    .options(selectinload(Prescription.lines))
+    .order_by(Prescription.created_at.desc(), Prescription.id.desc())
+    .limit(MAX_LISTED)
+)
+
+
 @writes
 def lookup(
     *,
@@ -73,26 +90,14 @@ def lookup(
     progress held by the caller (never those another laboratory holds). Audited on each listed
     prescription (`looked_up`) and once for the lookup itself (`patient_lookup`, without INS)."""
     _check(ins, birth_date, presence)
-    now = utcnow()
-    servable = or_(
-        and_(Prescription.status == ACTIVE, Prescription.expires_at > now),
-        and_(Prescription.status == IN_PROGRESS, Prescription.lab_id == actor.client_pk),
-    )
-    found = list(
-        session.scalars(
-            select(Prescription)
-            .where(
-                Prescription.ins_pseudonym == ins_pseudonym(ins, key=ins_key),
-                Prescription.patient_birth_date == birth_date,
-                servable,
-            )
-            .options(selectinload(Prescription.lines))
-            .order_by(Prescription.created_at.desc(), Prescription.id.desc())
-            .limit(MAX_LISTED)
-        )
-    )
-    for prescription in found:
-        record(session, prescription, "looked_up", actor, {"presence": presence})
+    parameters = {
+        "pseudonym": ins_pseudonym(ins, key=ins_key),
+        "birth_date": birth_date,
+        "now": utcnow(),
+        "caller": actor.client_pk,
+    }
+    found = list(session.scalars(_SERVABLE, parameters))
+    record_each(session, found, "looked_up", actor, {"presence": presence})
     record(session, None, "patient_lookup", actor, {"presence": presence, "listed": len(found)})
     items = [view(prescription, actor) for prescription in found]
     session.commit()

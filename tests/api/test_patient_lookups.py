@@ -200,3 +200,15 @@ def test_the_laboratory_takes_a_listed_prescription_with_the_scans_ins_check(htt
     assert listed == [created]
     assert taken.status_code == 200 and taken.json["patient"]["ins_match"] is True
     assert mismatch.status_code == 422 and mismatch.json["code"] == "patient_mismatch"
+
+
+def test_every_prescription_a_lookup_lists_gets_its_own_audit_event(http, prescriber, lab):
+    codes = [create(http, prescriber) for _ in range(3)]
+
+    listed = look_up(http, lab, presence="carte_vitale")
+
+    assert sorted(item["code"] for item in listed.json["items"]) == sorted(codes)
+    for code in codes:
+        history = http.get(f"/api/v1/prescriptions/{code}/history", headers=prescriber.headers)
+        looked_up = [event for event in history.json["items"] if event["type"] == "looked_up"]
+        assert [event["detail"] for event in looked_up] == [{"presence": "carte_vitale"}]
