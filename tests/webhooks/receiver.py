@@ -123,8 +123,7 @@ def start(port: int = 0, receiver: Receiver | None = None) -> Receiver:
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    server.daemon_threads = True
+    server = _Server(("127.0.0.1", port), Handler)
     if receiver is None:
         receiver = Receiver(server)
     else:
@@ -132,3 +131,10 @@ def start(port: int = 0, receiver: Receiver | None = None) -> Receiver:
     holder["receiver"] = receiver
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return receiver
+
+
+class _Server(ThreadingHTTPServer):
+    # Read by the constructor's listen(): the default backlog of 5 resets connections when the
+    # dispatcher's workers connect at once, and each reset is a failed delivery and a retry.
+    request_queue_size = 128
+    daemon_threads = True
