@@ -19,7 +19,10 @@ from pathlib import Path
 
 from bench.server import Server
 
-PROFILED = ("create", "fhir_create", "scan", "status_304", "read", "fhir_read", "patient_lookup")
+PROFILED = (
+    "create", "fhir_create", "scan", "status_304", "read", "fhir_read", "fhir_search", "fhir_page",
+    "patient_lookup",
+)  # fmt: skip
 RATE = 200  # samples per second
 PROJECT = ("epu/", "api/", "models/", "qr/")
 _FRAME = re.compile(r"^(?P<function>.*?) \((?P<file>[^:()]+)(?::\d+)?\)$")

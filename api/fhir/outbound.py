@@ -385,6 +385,19 @@ class Encoded:
     data: bytes
 
 
+def kept_service_request(
+    memory: Any, view: dict[str, Any], line: dict[str, Any], caller: int
+) -> Encoded:
+    """The line's resource as this caller sees this version (and status: a search shows an
+    overdue prescription expired), built and encoded once per process in `memory` (an
+    epu.prescriptions.ReadMemory): reads, requisition searches and pages share it, since it
+    depends on nothing else (not on the prescription's other lines)."""
+    code, line_id = view["code"], line["id"]
+    key = ("ServiceRequest", code, view["version"], view["status"], caller, line_id)
+    data = memory.encoded(key, lambda: service_request(view, line))
+    return Encoded("ServiceRequest", service_request_id(code, line_id), data)
+
+
 def searchset(
     base: str,
     resources: list[Encoded] | list[dict[str, Any]],

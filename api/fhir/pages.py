@@ -10,6 +10,7 @@ from api.fhir import cursors, outbound, params, subsets
 from api.fhir.wire import base_url
 
 PAGE_BYTES = 1_800_000  # of resources; the entries' wrapping adds at most 200 x 150 bytes
+Resource = dict[str, Any] | outbound.Encoded  # built, or kept encoded (kept_service_request)
 
 
 def state_for(**values: Any) -> dict[str, Any]:
@@ -34,7 +35,7 @@ def _applied_count(query: params.Search) -> str | None:
 
 def listed(
     query: params.Search,
-    resources: list[dict[str, Any]],
+    resources: list[Resource],
     state: dict[str, Any] | None,
     **kept: Any,
 ) -> dict[str, Any]:
@@ -53,7 +54,7 @@ def listed(
 
 def bundle(
     query: params.Search,
-    resources: Iterable[dict[str, Any]],
+    resources: Iterable[Resource],
     go_on: Callable[[int], dict[str, Any] | None] | None,
     total: int | None,
 ) -> dict[str, Any]:
@@ -64,7 +65,7 @@ def bundle(
     if result.count_only:
         resources, go_on = [], None
     if result.elements is not None:
-        resources = (subsets.elements(resource, result.elements) for resource in resources)
+        resources = (subsets.elements(_plain(item), result.elements) for item in resources)
     encoded = fit(resources)
     state = go_on(len(encoded)) if go_on else None
     next_url = next_link(query, state) if state is not None else None
@@ -72,14 +73,22 @@ def bundle(
     return outbound.searchset(base_url(), encoded, self_url, next_url, total)
 
 
-def fit(resources: Iterable[dict[str, Any]]) -> list[outbound.Encoded]:
-    """The resources encoded once, as many as PAGE_BYTES holds (at least one); those not
-    taken are never built when `resources` is a generator."""
+def fit(resources: Iterable[Resource]) -> list[outbound.Encoded]:
+    """The resources encoded once (unless they come encoded), as many as PAGE_BYTES holds (at
+    least one); those not taken are never built when `resources` is a generator."""
     encoded, size = [], 0
     for resource in resources:
-        data = orjson.dumps(resource)
-        if encoded and size + len(data) > PAGE_BYTES:
+        if not isinstance(resource, outbound.Encoded):
+            data = orjson.dumps(resource)
+            resource = outbound.Encoded(resource["resourceType"], resource["id"], data)
+        if encoded and size + len(resource.data) > PAGE_BYTES:
             break
-        encoded.append(outbound.Encoded(resource["resourceType"], resource["id"], data))
-        size += len(data)
+        encoded.append(resource)
+        size += len(resource.data)
     return encoded
+
+
+def _plain(resource: Resource) -> dict[str, Any]:
+    if isinstance(resource, outbound.Encoded):
+        return orjson.loads(resource.data)
+    return resource

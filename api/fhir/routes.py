@@ -168,10 +168,8 @@ def _service_request(resource_id: str, version: str | None):
     line = next((line for line in view["lines"] if line["id"] == line_id), None)
     if line is None or version not in (None, str(view["version"])):
         raise not_found("ServiceRequest" if line is None else "version of this ServiceRequest")
-    # Built from the caller's view of this version alone: kept with it.
-    key = ("ServiceRequest", view["code"], view["version"], actor.client_pk, line_id)
-    resource = memory.encoded(key, lambda: outbound.service_request(view, line))
-    return wire.respond_encoded(resource, **wire.versioned(view))
+    resource = outbound.kept_service_request(memory, view, line, actor.client_pk)
+    return wire.respond_encoded(resource.data, **wire.versioned(view))
 
 
 @get("/ServiceRequest")

@@ -237,9 +237,11 @@ def _by_reading(
                 continue
             if criteria.loincs is not None and line["loinc"] not in criteria.loincs:
                 continue
-            resource = outbound.service_request(view, line)
-            if criteria.statuses is None or resource["status"] in criteria.statuses:
-                resources.append(resource)
+            status = outbound.service_request_status(view, line)
+            if criteria.statuses is None or status in criteria.statuses:
+                resources.append(
+                    outbound.kept_service_request(read_memory(), view, line, actor.client_pk)
+                )
     return pages.listed(query, resources, state, patient=criteria.pseudonym)
 
 
@@ -278,7 +280,11 @@ def _own_lines(
         memory=read_memory(),
     )
     items = page["items"]
-    resources = (outbound.service_request(view, line) for view, line, _ in items)
+    memory = read_memory()
+    resources = (
+        outbound.kept_service_request(memory, view, line, actor.client_pk)
+        for view, line, _ in items
+    )
 
     def go_on(shown: int) -> dict[str, Any] | None:
         if shown == len(items) and page["next"] is None:

@@ -391,3 +391,18 @@ def test_a_page_again_comes_from_the_kept_views_and_a_change_shows_at_once(
     after = resources(fhir.get("/fhir/ServiceRequest?_count=50", prescriber).json)
     statuses = {r["id"].rsplit("-", 1)[0]: r["status"] for r in after}
     assert statuses == {codes[0]: "revoked", codes[1]: "active"}
+
+
+def test_a_page_shows_an_overdue_prescription_revoked_after_a_read_kept_it_active(
+    fhir, http, session, prescriber
+):
+    # Reads and pages share the encoded resources (outbound.kept_service_request): the page's
+    # view of an overdue prescription is expired at the same version, and must not be served
+    # the resource a read kept while it was active.
+    code = create_json(http, prescriber)
+    assert read(fhir, prescriber, code).json["status"] == "active"
+    stored = session.scalar(select(Prescription).where(Prescription.code == code))
+    stored.expires_at = utcnow() - timedelta(days=1)
+    session.commit()
+    page = resources(fhir.get("/fhir/ServiceRequest?_count=50", prescriber).json)
+    assert {r["status"] for r in page if r["id"].startswith(code)} == {"revoked"}
