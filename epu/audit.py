@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from threading import Lock
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from epu.actors import Actor
@@ -48,10 +48,6 @@ def record_each(
         ids = connection.execute(_INSERT_EVENT, rows).scalars().all()
     for event_id, prescription in zip(ids, prescriptions, strict=True):
         outbox.enqueue(session, event_id, kind, prescription, actor)  # same transaction
-
-
-def _event(prescription_id: int | None, kind: str, actor: Actor | None, detail: dict) -> Event:
-    return Event(**_event_values(prescription_id, kind, actor, detail))
 
 
 def _event_values(
@@ -154,30 +150,52 @@ def record_read(
 def _record_first_read(
     *, session: Session, prescription_id: int, kind: str, actor: Actor
 ) -> tuple[int, datetime]:
+    connection = session.connection()
     # The prescription's row lock orders two first reads of one party (other processes too).
-    session.execute(
-        select(Prescription.id).where(Prescription.id == prescription_id).with_for_update()
-    )
-    last = session.scalar(
-        select(Event)
-        .where(
-            Event.prescription_id == prescription_id,
-            Event.type == kind,
-            Event.actor_client_id == actor.client_pk,
-            Event.at > utcnow() - REPEAT_WINDOW,
-        )
-        .order_by(Event.id.desc())
-        .limit(1)
-    )
+    connection.execute(_LOCK_PRESCRIPTION, {"prescription_id": prescription_id})
+    now = utcnow()
+    last = connection.execute(
+        _LAST_READ,
+        {
+            "prescription_id": prescription_id,
+            "kind": kind,
+            "client": actor.client_pk,
+            "since": now - REPEAT_WINDOW,
+        },
+    ).one_or_none()
     if last is None:
-        last = _event(prescription_id, kind, actor, {})
-        session.add(last)
+        values = {**_event_values(prescription_id, kind, actor, {}), "at": now}
+        recorded = (connection.execute(_INSERT_EVENT, values).scalar_one(), now)
     else:
-        _count(last, 1)
-    session.flush()
-    recorded = (last.id, last.at)
+        connection.execute(_SET_DETAIL, {"event_id": last.id, "new": _counted(last.detail, 1)})
+        recorded = (last.id, last.at)
     session.commit()
     return recorded
+
+
+# The first read of each party is a write: its statements built once, as the event's INSERT.
+_events = Event.__table__.c
+_LOCK_PRESCRIPTION = (
+    select(Prescription.__table__.c.id)
+    .where(Prescription.__table__.c.id == bindparam("prescription_id"))
+    .with_for_update()
+)
+_LAST_READ = (
+    select(_events.id, _events.at, _events.detail)
+    .where(
+        _events.prescription_id == bindparam("prescription_id"),
+        _events.type == bindparam("kind"),
+        _events.actor_client_id == bindparam("client"),
+        _events.at > bindparam("since"),
+    )
+    .order_by(_events.id.desc())
+    .limit(1)
+)
+_SET_DETAIL = (
+    update(Event.__table__)
+    .where(_events.id == bindparam("event_id"))
+    .values(detail=bindparam("new", type_=_events.detail.type))
+)
 
 
 @writes
@@ -190,5 +208,9 @@ def _add_repeats(*, session: Session, counts: list[tuple[int, int]]) -> None:
 
 
 def _count(event: Event, repeats: int) -> None:
-    count = int(event.detail.get("count", 1)) + repeats
-    event.detail = {**event.detail, "count": count, "last_at": utcnow().isoformat()}
+    event.detail = _counted(event.detail, repeats)
+
+
+def _counted(detail: dict[str, Any], repeats: int) -> dict[str, Any]:
+    count = int(detail.get("count", 1)) + repeats
+    return {**detail, "count": count, "last_at": utcnow().isoformat()}
