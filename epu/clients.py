@@ -12,7 +12,7 @@ from epu.errors import ValidationFailed
 from epu.identifiers import is_finess, is_rpps
 from models import Client
 from models.base import utcnow
-from models.db import writes
+from models.db import read_outside_transaction, writes
 
 # Checked on every request: a plain statement, compiled once, skips the ORM's per-call work.
 _ACTIVE_CLIENT = text(
@@ -75,13 +75,16 @@ def authenticate(*, session: Session, client_id: str, secret: str) -> Client | N
 
 
 def active_actor(*, session: Session, client_id: str) -> Actor | None:
-    """The caller behind a token, or None once its client is revoked."""
+    """The caller behind a token, or None once its client is revoked (read outside of a
+    transaction where it can: models.db.read_outside_transaction)."""
+    read_outside_transaction(session)
     row = session.connection().execute(_ACTIVE_CLIENT, {"client_id": client_id}).one_or_none()
     return Actor(*row) if row else None
 
 
 def revocations(*, session: Session) -> tuple:
     """How many clients have been revoked, and the last revocation: changes when one more is."""
+    read_outside_transaction(session)
     return tuple(session.connection().execute(_REVOCATIONS).one())
 
 

@@ -160,6 +160,7 @@ def test_a_poll_and_a_read_take_their_row_outside_of_a_transaction_on_postgresql
     def listener(_conn, cursor, statement, *_args) -> None:
         seen.append((statement, cursor.connection.autocommit))
 
+    app.extensions["epu.client_cache"]._checked_at = float("-inf")  # its revocation check too
     sa_event.listen(engine, "before_cursor_execute", listener)
     try:
         current = http.get(f"{path}/status", headers=prescriber.headers)
