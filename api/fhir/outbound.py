@@ -16,6 +16,7 @@ from api.fhir import systems as s
 from api.fhir.outcome import Issue, outcome
 from api.fhir.specimens import sampling_coding, specimen_references
 from epu.lines import is_iso_date
+from epu.prescriptions import ReadMemory
 from epu.statuses import (
     ACTIVE,
     CANCELLED,
@@ -386,12 +387,12 @@ class Encoded:
 
 
 def kept_service_request(
-    memory: Any, view: dict[str, Any], line: dict[str, Any], caller: int
+    memory: ReadMemory, view: dict[str, Any], line: dict[str, Any], caller: int
 ) -> Encoded:
     """The line's resource as this caller sees this version (and status: a search shows an
-    overdue prescription expired), built and encoded once per process in `memory` (an
-    epu.prescriptions.ReadMemory): reads, requisition searches and pages share it, since it
-    depends on nothing else (not on the prescription's other lines)."""
+    overdue prescription expired), built and encoded once per process in `memory`: reads,
+    requisition searches and pages share it, since it depends on nothing else (not on the
+    prescription's other lines)."""
     code, line_id = view["code"], line["id"]
     key = ("ServiceRequest", code, view["version"], view["status"], caller, line_id)
     data = memory.encoded(key, lambda: service_request(view, line))
