@@ -21,7 +21,7 @@ from bench.server import Server
 
 PROFILED = (
     "create", "fhir_create", "scan", "status_304", "read", "fhir_read", "fhir_search", "fhir_page",
-    "patient_lookup",
+    "patient_lookup", "propose", "accept",
 )  # fmt: skip
 RATE = 200  # samples per second
 PROJECT = ("epu/", "api/", "models/", "qr/")
