@@ -41,11 +41,7 @@ def record_each(
     # A Core INSERT at once rather than objects flushed at commit: the unit of work for one
     # row was 12 % of a create's CPU (py-spy). Nothing reads the events back as objects.
     rows = [_event_values(p.id if p else None, kind, actor, detail) for p in prescriptions]
-    connection = session.connection()
-    if len(rows) == 1:
-        ids = [connection.execute(_INSERT_EVENT, rows[0]).scalar_one()]
-    else:
-        ids = connection.execute(_INSERT_EVENT, rows).scalars().all()
+    ids = session.connection().execute(_INSERT_EVENT, rows).scalars().all()  # one: no executemany
     for event_id, prescription in zip(ids, prescriptions, strict=True):
         outbox.enqueue(session, event_id, kind, prescription, actor)  # same transaction
 

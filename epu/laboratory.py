@@ -104,13 +104,12 @@ def _answer(
 
 
 def _held_by(actor: Actor) -> dict[str, Any]:
-    """The columns a laboratory's taking charge sets."""
-    return {
-        "lab_id": actor.client_pk,
-        "last_lab_id": actor.client_pk,
-        "lab_finess": actor.identifier,
-        "lab_name": actor.name,
-    }
+    """The columns a laboratory's taking charge sets (both scan paths)."""
+    values = (actor.client_pk, actor.client_pk, actor.identifier, actor.name)
+    return dict(zip(_HELD_COLUMNS, values, strict=True))
+
+
+_HELD_COLUMNS = ("lab_id", "last_lab_id", "lab_finess", "lab_name")
 
 
 def _recent_mismatches(prescription_id, since) -> list:
@@ -202,7 +201,6 @@ def _take_statement(*, checking_patient: bool):
     )
 
 
-_HELD_COLUMNS = ("lab_id", "last_lab_id", "lab_finess", "lab_name")
 _TAKE = _take_statement(checking_patient=False)
 _TAKE_CHECKING_PATIENT = _take_statement(checking_patient=True)
 _LINES_OF = (
