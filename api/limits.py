@@ -1,6 +1,7 @@
 """Request limits: shared through Redis when EPU_REDIS_URL is set, else between the workers of one
 instance through a file; per process while Redis is unreachable (degraded, never an error)."""
 
+import fcntl
 import hashlib
 import logging
 import math
@@ -10,7 +11,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,16 +113,20 @@ class FileWindows:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._path = str(path)
         self._local = threading.local()
-        with self._connection() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS hits (key TEXT, member TEXT, at REAL)")
-            db.execute("CREATE INDEX IF NOT EXISTS ix_hits_key_at ON hits (key, at)")
-            db.execute("CREATE TABLE IF NOT EXISTS pauses (key TEXT PRIMARY KEY, until REAL)")
+        # Workers boot together: switching to WAL takes an exclusive lock that SQLite refuses at
+        # once ("database is locked", its busy handler not consulted), so one at a time.
+        with open(f"{path}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            with closing(sqlite3.connect(self._path, timeout=5, isolation_level=None)) as db:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("CREATE TABLE IF NOT EXISTS hits (key TEXT, member TEXT, at REAL)")
+                db.execute("CREATE INDEX IF NOT EXISTS ix_hits_key_at ON hits (key, at)")
+                db.execute("CREATE TABLE IF NOT EXISTS pauses (key TEXT PRIMARY KEY, until REAL)")
 
     def _connection(self) -> sqlite3.Connection:
         if getattr(self._local, "db", None) is None:
             db = sqlite3.connect(self._path, timeout=5, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=OFF")
+            db.execute("PRAGMA synchronous=OFF")  # WAL is the file's, set once above
             self._local.db = db
         return self._local.db
 

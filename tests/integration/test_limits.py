@@ -1,11 +1,13 @@
 """Shared limits: in memory by default, in Redis when EPU_REDIS_URL is set."""
 
+import multiprocessing
 import os
 import secrets
+from pathlib import Path
 
 import pytest
 
-from api.limits import Limits
+from api.limits import FileWindows, Limits
 from epu.actors import Actor
 from epu.settings import Settings
 
@@ -110,6 +112,27 @@ def test_the_workers_of_one_instance_share_a_file_without_redis(tmp_path):
         )
 
     assert concurrent_failed_scans([with_file(), with_file()], lab(), 60) == 20
+
+
+def _open_file_windows(path: str, start) -> None:
+    start.wait()
+    FileWindows(Path(path))
+
+
+def test_workers_booting_at_once_all_open_the_shared_file(tmp_path):
+    """gunicorn forks its workers together: none may fail to open the limits' file."""
+    context = multiprocessing.get_context("fork")
+    for attempt in range(10):
+        path = str(tmp_path / f"limits-{attempt}.db")
+        start = context.Barrier(6)
+        workers = [
+            context.Process(target=_open_file_windows, args=(path, start)) for _ in range(6)
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=30)
+        assert [worker.exitcode for worker in workers] == [0] * 6
 
 
 def test_a_scan_that_finds_its_code_gives_its_slot_back():
