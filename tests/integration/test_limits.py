@@ -125,9 +125,7 @@ def test_workers_booting_at_once_all_open_the_shared_file(tmp_path):
     for attempt in range(10):
         path = str(tmp_path / f"limits-{attempt}.db")
         start = context.Barrier(6)
-        workers = [
-            context.Process(target=_open_file_windows, args=(path, start)) for _ in range(6)
-        ]
+        workers = [context.Process(target=_open_file_windows, args=(path, start)) for _ in range(6)]
         for worker in workers:
             worker.start()
         for worker in workers:
