@@ -116,6 +116,35 @@ def test_purge_deletes_old_closed_prescriptions_and_everything_attached(
     assert count(session, Line) == 9
 
 
+def test_retention_commands_rest_after_each_full_batch(session, doctor):
+    codes = [new_prescription(session, doctor) for _ in range(3)]
+    session.execute(
+        update(Prescription)
+        .where(Prescription.code.in_(codes))
+        .values(expires_at=utcnow() - timedelta(days=1))
+    )
+    session.commit()
+    rests: list[float] = []
+    pacer = history.Pacer(sleep=rests.append)
+    assert history.expire_due(session=session, batch_size=2, pacer=pacer) == 3
+    assert len(rests) == 1  # after the full batch; the last one, short, ends the command
+    session.execute(update(Prescription).values(updated_at=utcnow() - timedelta(days=40)))
+    session.commit()
+    counts = history.purge(session=session, older_than_days=30, batch_size=2, pacer=pacer)
+    assert counts["prescriptions"] == 3
+    assert len(rests) == 2  # after its batch of two, not after its last of one
+
+
+def test_a_pacer_rests_so_that_batches_keep_to_their_share_of_the_time():
+    now, rests = [100.0], []
+    pacer = history.Pacer(0.25, sleep=rests.append, clock=lambda: now[0])
+    now[0] += 0.2  # a batch of 200 ms
+    pacer.batch_done()
+    now[0] += 0.04
+    pacer.batch_done()
+    assert rests == pytest.approx([0.6, 0.12])  # busy a quarter of the time
+
+
 def test_catalogue_import_is_a_new_version_and_prescriptions_keep_their_labels(session, doctor):
     code = new_prescription(session, doctor, lines=[{"loinc": "57022-6"}])
     original = [entry.as_dict() for entry in catalogue.current(session).entries.values()]
