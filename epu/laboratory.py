@@ -30,7 +30,7 @@ from epu.statuses import (
     REQUESTED,
 )
 from models import Event, Line, Prescription, Proposal, Sampling
-from models.base import utcnow
+from models.base import snapshot, utcnow
 from models.db import writes
 
 INS_MISMATCHES_PER_HOUR = 5
@@ -147,11 +147,11 @@ def _take_if_free(
     row = connection.execute(statement, parameters).one_or_none()
     if row is None:
         return None
-    prescription = Prescription(**row._mapping)
+    prescription = snapshot(Prescription, row._mapping)
     lines = connection.execute(_LINES_OF, {"prescription_id": row.id})
     # set_committed_value: the snapshot stays out of the session, and no backref touches the
     # persistent proposals and samplings loaded for it.
-    set_committed_value(prescription, "lines", [Line(**line._mapping) for line in lines])
+    set_committed_value(prescription, "lines", [snapshot(Line, line._mapping) for line in lines])
     # At its second version it was never held, so no proposal exists; never sampled, no sampling.
     proposals = [] if row.version == 2 else _of_prescription(session, Proposal, row.id)
     samplings = [] if row.sampled_at is None else _of_prescription(session, Sampling, row.id)

@@ -1,4 +1,6 @@
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
+from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, MetaData, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase
@@ -40,3 +42,15 @@ def latest_today() -> date:
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {datetime: UTCDateTime}
+
+
+Model = TypeVar("Model", bound=Base)
+
+
+def snapshot(model: type[Model], row: Mapping[str, Any]) -> Model:
+    """An instance holding a row's values as the ORM's loading does, outside of any session:
+    without the constructor's attribute events, which cost a scan more than reading its rows
+    (cProfile: 12 % of a scan for six objects)."""
+    instance = model.__mapper__.class_manager.new_instance()
+    instance.__dict__.update(row)
+    return instance
