@@ -34,6 +34,10 @@ TOKEN_FAILURE_WINDOW = 900.0
 TOKEN_FREE_FAILURES = (5, 20)  # per client id, per source address (several clients behind a NAT)
 TOKEN_MAX_PAUSE = 60.0
 INS_MISMATCHES_PER_LABORATORY = (3600.0, 20)
+# The limit counted on every request is taken from Redis in leases of up to this many requests
+# (and a hundredth of the limit): each Redis round trip costs a request 0.15 ms of CPU, as much
+# as a fifth of a status poll.
+MAX_LEASE = 16
 
 # One round trip: drop what left the window, then take a slot if one is free.
 _TAKE = """
@@ -168,6 +172,14 @@ class FileWindows:
         return max(0.0, row[0] - time.time()) if row else 0.0
 
 
+@dataclass
+class _Lease:
+    start: float  # the window's
+    size: int
+    left: int
+    used: int  # the window's count in Redis when it was taken
+
+
 class RedisWindows:
     """Sliding windows in Redis, shared by every instance; per process while Redis is down."""
 
@@ -184,6 +196,7 @@ class RedisWindows:
         self._down_until = 0.0
         self._warned_at = -math.inf
         self._lock = threading.Lock()
+        self._leases: dict[str, _Lease] = {}
 
     @property
     def degraded(self) -> bool:
@@ -211,19 +224,50 @@ class RedisWindows:
         return self._fallback.take(key, window, limit, member)
 
     def fixed(self, key: str, window: float, limit: int) -> Take:
+        """A fixed window counted in Redis, a lease at a time: a process takes 1, then 2, 4...
+        up to MAX_LEASE requests of the window at once and spends them locally. What it leased
+        counts for every instance, so the limit is never exceeded; requests a process leased
+        and did not use are lost to the client (at most MAX_LEASE - 1 per process and window).
+        Once the window is full, the process refuses the rest of it without asking Redis."""
+        now = time.time()
+        start = now - now % window
+        with self._lock:
+            lease = self._leases.get(key)
+            if lease is not None and lease.start == start:
+                if lease.left > 0:
+                    lease.left -= 1
+                    return Take(True, lease.used, _retry(start, window, now))
+                if lease.used >= limit:  # the window is full everywhere: counts only grow
+                    return Take(False, lease.used, _retry(start, window, now))
+            grown = lease is not None and lease.start == start
+            size = min(lease.size * 2, MAX_LEASE, max(1, limit // 100)) if grown else 1
         if not self.degraded:
             try:
-                now = time.time()
-                start = now - now % window
                 pipe = self._redis.pipeline(transaction=False)
                 bucket = f"{key}:{int(start)}"
-                pipe.incr(bucket)
+                pipe.incrby(bucket, size)
                 pipe.expire(bucket, math.ceil(window) + 1)
                 used = int(pipe.execute()[0])
-                return Take(used <= limit, used, _retry(start, window, now))
             except redis.RedisError as error:
                 self._failed(error)
+            else:
+                usable = max(0, min(size, limit - (used - size)))
+                self._keep_lease(key, _Lease(start, size, max(0, usable - 1), used))
+                return Take(usable > 0, used, _retry(start, window, now))
         return self._fallback.fixed(key, window, limit)
+
+    def _keep_lease(self, key: str, lease: _Lease) -> None:
+        """Threads of a process lease at the same time: what each leaves is pooled."""
+        with self._lock:
+            kept = self._leases.get(key)
+            if kept is not None and kept.start == lease.start:
+                lease.left += kept.left
+                lease.size = max(lease.size, kept.size)
+                lease.used = max(lease.used, kept.used)
+            elif len(self._leases) >= 10_000:
+                for old in [k for k, kept in self._leases.items() if kept.start != lease.start]:
+                    del self._leases[old]
+            self._leases[key] = lease
 
     def give_back(self, key: str, member: str) -> None:
         self._fallback.give_back(key, member)

@@ -80,6 +80,49 @@ def test_general_request_limit(redis_url):
     assert 1 <= int(refused.value.headers["Retry-After"]) <= 60
 
 
+def _increments(url: str) -> int:
+    """INCR and INCRBY calls Redis served so far (the suite runs one test at a time)."""
+    import redis
+
+    stats = redis.Redis.from_url(url).info("commandstats")
+    return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("incr", "incrby"))
+
+
+def test_the_request_limit_holds_across_instances_counted_a_lease_at_a_time(redis_url):
+    """Each process leases up to a hundredth of the limit (here 4) from Redis: never more than
+    the limit in all, at most 3 lost per process, a busy client's requests cost Redis a round
+    trip per lease instead of one each, and a full window none."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def with_limit() -> Limits:
+        return Limits(Settings(database_url="sqlite://", secret_key="s", redis_url=redis_url,
+                               rate_limit="400/minute"))  # fmt: skip
+
+    instances, actor = [with_limit() for _ in range(3)], lab()
+
+    def request(index: int) -> bool:
+        try:
+            instances[index % 3].count_request(actor)
+        except Exception:  # noqa: BLE001 - a 429: refused
+            return False
+        return True
+
+    def requests(count: int) -> int:
+        with ThreadPoolExecutor(12) as pool:
+            return sum(pool.map(request, range(count)))
+
+    calls_before = _increments(redis_url)
+    assert requests(300) == 300
+    assert _increments(redis_url) - calls_before < 300 / 2
+    assert 400 - 3 * 3 <= 300 + requests(300) <= 400
+    calls_when_full = _increments(redis_url)
+    for instance in instances:
+        with pytest.raises(Exception) as refused:
+            instance.count_request(actor)
+        assert refused.value.status == 429
+    assert _increments(redis_url) == calls_when_full  # refused without asking Redis again
+
+
 def concurrent_failed_scans(instances: list[Limits], actor: Actor, attempts: int) -> int:
     """Failed scans let through when `attempts` scans of unknown codes race on these instances."""
     from concurrent.futures import ThreadPoolExecutor
