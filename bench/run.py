@@ -3,9 +3,11 @@
     .venv/bin/python -m bench.run        (or .venv/bin/python bench/run.py)
 
 Knobs (environment): BENCH_SECONDS, BENCH_WARMUP, BENCH_WORKERS, BENCH_THREADS,
-BENCH_CONCURRENCY, BENCH_SCENARIOS, BENCH_MAX_REQUESTS, BENCH_PROFILE, BENCH_POSTGRES, SOAK.
+BENCH_CONCURRENCY, BENCH_SCENARIOS, BENCH_MAX_REQUESTS, BENCH_PROFILE, BENCH_POSTGRES,
+BENCH_REDIS, SOAK.
 """
 
+import functools
 import os
 import platform
 import secrets
@@ -15,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+
+import redis
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -91,7 +95,7 @@ class Config:
 
 
 def service_env(db: Database, secret: str) -> dict[str, str]:
-    return {
+    env = {
         "EPU_DATABASE_URL": db.url,
         "EPU_SECRET_KEY": secret,
         "EPU_RATE_LIMIT": "1000000/minute",
@@ -99,6 +103,28 @@ def service_env(db: Database, secret: str) -> dict[str, str]:
         "EPU_LOOKUP_LIMIT": "1000000",
         "EPU_INSTANCE_DIR": str(OUT / "instance"),
     }
+    redis_url = limits_redis()
+    if redis_url:
+        env["EPU_REDIS_URL"] = redis_url
+    return env
+
+
+@functools.cache
+def limits_redis() -> str | None:
+    """The Redis the service counts its limits in, as in production (BENCH_REDIS; empty: the
+    instance's file, as `make run`). Its limits are out of reach, so keys left by an earlier
+    run change nothing."""
+    url = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/12")
+    if not url:
+        return None
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.RedisError as error:
+        if "BENCH_REDIS" in os.environ:
+            raise SystemExit(f"BENCH_REDIS={url} is unreachable: {error}") from error
+        log(f"no Redis at {url}: limits counted in the instance's file, unlike production")
+        return None
+    return url
 
 
 @dataclass
@@ -241,7 +267,8 @@ def meta(config: Config, started: float, load_at_start: str) -> dict[str, object
 
 def _knobs() -> list[str]:
     names = ("BENCH_BASE", "BENCH_SECONDS", "BENCH_WARMUP", "BENCH_WORKERS", "BENCH_THREADS",
-             "BENCH_CONCURRENCY", "BENCH_SCENARIOS", "BENCH_PROFILE", "SOAK")  # fmt: skip
+             "BENCH_CONCURRENCY", "BENCH_SCENARIOS", "BENCH_PROFILE", "BENCH_REDIS",
+             "SOAK")  # fmt: skip
     return [f"{n}={os.environ[n]}" for n in names if os.environ.get(n) not in (None, "", "0")]
 
 
@@ -273,6 +300,7 @@ def main() -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     load_at_start = " ".join(f"{value:.2f}" for value in os.getloadavg())
     log(f"gunicorn {config.gunicorn.label}, {config.seconds:g} s per measure, load {load_at_start}")
+    log(f"limits counted in {limits_redis() or 'the instance file (no Redis)'}")
     if os.environ.get("BENCH_BASE"):
         return growth_main(config, stamp, started, load_at_start)
     db = database.create(config.postgres)
