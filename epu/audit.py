@@ -41,7 +41,17 @@ def record_each(
     # A Core INSERT at once rather than objects flushed at commit: the unit of work for one
     # row was 12 % of a create's CPU (py-spy). Nothing reads the events back as objects.
     rows = [_event_values(p.id if p else None, kind, actor, detail) for p in prescriptions]
-    ids = session.connection().execute(_INSERT_EVENT, rows).scalars().all()  # one: no executemany
+    connection = session.connection()
+    single = prescriptions[0] if len(prescriptions) == 1 else None
+    clients = outbox.subscribers(single, kind, actor)
+    if clients and connection.dialect.name == "postgresql":
+        # One round trip for the event and the subscriptions its outbox needs.
+        parameters = {**rows[0], "clients": clients}
+        found = connection.execute(_INSERT_EVENT_WITH_SUBSCRIPTIONS, parameters).all()
+        subscriptions = [(r.subscription_id, r.events) for r in found if r.subscription_id]
+        outbox.enqueue(session, found[0].id, kind, single, actor, subscriptions)
+        return
+    ids = connection.execute(_INSERT_EVENT, rows).scalars().all()  # one: no executemany
     for event_id, prescription in zip(ids, prescriptions, strict=True):
         outbox.enqueue(session, event_id, kind, prescription, actor)  # same transaction
 
@@ -62,6 +72,24 @@ def _event_values(
 
 _INSERT_EVENT = insert(Event.__table__).returning(
     Event.__table__.c.id, sort_by_parameter_order=True
+)
+_INSERT_EVENT_WITH_SUBSCRIPTIONS = outbox.with_subscriptions(
+    insert(Event.__table__)
+    .values(
+        {
+            column: bindparam(column, type_=Event.__table__.c[column].type)
+            for column in (
+                "prescription_id",
+                "type",
+                "actor_role",
+                "actor_client_id",
+                "actor_identifier",
+                "actor_name",
+                "detail",
+            )
+        }
+    )  # fmt: skip
+    .returning(Event.__table__.c.id)
 )
 
 

@@ -6,7 +6,7 @@ committed. One row per delivery (rather than a cursor over event ids) is what ke
 gaps harmless on PostgreSQL: ids are not in commit order, but nothing skips past a row.
 """
 
-from sqlalchemy import bindparam, event, select
+from sqlalchemy import Insert, Select, bindparam, event, select
 from sqlalchemy.orm import Session
 
 from epu.actors import LAB, PRESCRIBER, Actor
@@ -31,18 +31,29 @@ def candidates(prescription: Prescription, actor: Actor | None) -> set[int]:
     return clients
 
 
+def subscribers(prescription: Prescription | None, kind: str, actor: Actor | None) -> list[int]:
+    """The clients whose subscriptions an event may be delivered to (none: not a public event)."""
+    if prescription is None or kind not in PUBLIC_NAMES:
+        return []
+    return list(candidates(prescription, actor))
+
+
 def enqueue(
     session: Session,
     event_id: int,
     kind: str,
     prescription: Prescription | None,
     actor: Actor | None,
+    subscriptions: list[tuple[int, list[str]]] | None = None,
 ) -> None:
-    name = PUBLIC_NAMES.get(kind)
-    if name is None or prescription is None:
+    """Queue the event's deliveries; `subscriptions`: those of its subscribers, when the
+    caller read them with the event's INSERT (epu.audit)."""
+    clients = subscribers(prescription, kind, actor)
+    if not clients:
         return
-    clients = list(candidates(prescription, actor))
-    subscriptions = session.connection().execute(_SUBSCRIPTIONS, {"clients": clients}).all()
+    if subscriptions is None:
+        subscriptions = session.connection().execute(_SUBSCRIPTIONS, {"clients": clients}).all()
+    name = PUBLIC_NAMES[kind]
     queued = session.info.setdefault(_QUEUED, [])
     for subscription_id, filters in subscriptions:
         if wanted(filters, name):
@@ -60,9 +71,24 @@ def enqueue(
 
 # Built once, run on the connection: on every event of every write, the ORM's compilation of
 # a fresh select was 10 % of a create's CPU (py-spy).
-_SUBSCRIPTIONS = select(
-    WebhookSubscription.__table__.c.id, WebhookSubscription.__table__.c.events
-).where(WebhookSubscription.__table__.c.client_id.in_(bindparam("clients", expanding=True)))
+_subscriptions = WebhookSubscription.__table__.c
+_SUBSCRIPTIONS = select(_subscriptions.id, _subscriptions.events).where(
+    _subscriptions.client_id.in_(bindparam("clients", expanding=True))
+)
+
+
+def with_subscriptions(insert_event: Insert) -> Select:
+    """The event's INSERT ... RETURNING id as a CTE, answering one row per subscription of the
+    clients given (`clients`), or one without when they have none: PostgreSQL only."""
+    recorded = insert_event.cte("recorded")
+    return select(
+        recorded.c.id, _subscriptions.id.label("subscription_id"), _subscriptions.events
+    ).select_from(
+        recorded.outerjoin(
+            WebhookSubscription.__table__,
+            _subscriptions.client_id.in_(bindparam("clients", expanding=True)),
+        )
+    )
 
 
 @event.listens_for(Session, "before_commit")

@@ -7,13 +7,21 @@ import time
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, select, update
 
 from epu import history
 from epu.actors import Actor
 from epu.audit import record
 from epu.webhooks.dispatcher import dispatcher_engine
-from models import Client, Event, Prescription, WebhookAttempt, WebhookSubscription
+from models import (
+    Client,
+    Event,
+    Prescription,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookSubscription,
+)
 from models.base import utcnow
 from models.db import writes
 from tests.webhooks import flows
@@ -496,3 +504,36 @@ def test_a_receiver_gets_its_share_in_parallel_and_a_failing_one_a_probe_at_a_ti
         receiver.most_open["/failing"] = receiver.open["/failing"]
     wait_until(lambda: receiver.refused.count("/failing") >= 8, what="four more failed attempts")
     assert receiver.most_open["/failing"] == 1
+
+
+def test_an_event_is_written_and_its_subscriptions_read_in_one_statement(
+    app, http, session, settings, prescriber, other_prescriber, lab, subscribe, receiver
+):
+    """On PostgreSQL the outbox's subscriptions come back with the event's INSERT (a round
+    trip less on every write); each subscriber still gets its own delivery, others none."""
+    if not settings.database_url.startswith("postgresql"):
+        pytest.skip("a CTE around the INSERT: PostgreSQL (SQLite reads them apart)")
+    to_prescriber = subscribe(prescriber, receiver.url("/lgc"))
+    to_lab = subscribe(lab, receiver.url("/sgl"), events=["prescription.taken"])
+    subscribe(other_prescriber, receiver.url("/other"))
+    code = flows.create(http, prescriber)
+    statements: list[str] = []
+    engine = app.extensions["epu.engine"]
+    listener = lambda _c, _cur, statement, *_a: statements.append(statement)  # noqa: E731
+    sa_event.listen(engine, "before_cursor_execute", listener)
+    try:
+        flows.scan(http, lab, code)
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", listener)
+    assert [s for s in statements if "webhook_subscriptions" in s] == [
+        s for s in statements if "INSERT INTO events" in s
+    ]
+    assert len([s for s in statements if "INSERT INTO events" in s]) == 1
+    queued = session.execute(
+        select(WebhookDelivery.subscription_id, WebhookDelivery.kind)
+        .join(Prescription, Prescription.id == WebhookDelivery.prescription_id)
+        .where(Prescription.code == code, WebhookDelivery.kind == "prescription.taken")
+    ).all()
+    ids = dict(session.execute(select(WebhookSubscription.public_id, WebhookSubscription.id)).all())
+    taken = "prescription.taken"
+    assert sorted(queued) == sorted([(ids[to_prescriber["id"]], taken), (ids[to_lab["id"]], taken)])
