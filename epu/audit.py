@@ -73,22 +73,18 @@ def _event_values(
 _INSERT_EVENT = insert(Event.__table__).returning(
     Event.__table__.c.id, sort_by_parameter_order=True
 )
+_EVENT_COLUMNS = (
+    "prescription_id",
+    "type",
+    "actor_role",
+    "actor_client_id",
+    "actor_identifier",
+    "actor_name",
+    "detail",
+)
 _INSERT_EVENT_WITH_SUBSCRIPTIONS = outbox.with_subscriptions(
     insert(Event.__table__)
-    .values(
-        {
-            column: bindparam(column, type_=Event.__table__.c[column].type)
-            for column in (
-                "prescription_id",
-                "type",
-                "actor_role",
-                "actor_client_id",
-                "actor_identifier",
-                "actor_name",
-                "detail",
-            )
-        }
-    )  # fmt: skip
+    .values({name: bindparam(name, type_=Event.__table__.c[name].type) for name in _EVENT_COLUMNS})
     .returning(Event.__table__.c.id)
 )
 
