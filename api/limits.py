@@ -197,6 +197,7 @@ class RedisWindows:
         self._warned_at = -math.inf
         self._lock = threading.Lock()
         self._leases: dict[str, _Lease] = {}
+        self._leasing = [threading.Lock() for _ in range(64)]
 
     @property
     def degraded(self) -> bool:
@@ -226,12 +227,14 @@ class RedisWindows:
     def fixed(self, key: str, window: float, limit: int) -> Take:
         """A fixed window counted in Redis, a lease at a time: a process takes 1, then 2, 4...
         up to MAX_LEASE requests of the window at once and spends them locally. What it leased
-        counts for every instance, so the limit is never exceeded; requests a process leased
-        and did not use are lost to the client (at most MAX_LEASE - 1 per process and window).
+        counts for every instance, so the limit is never exceeded; what a process leased and
+        did not use stays its own until the window ends (at most MAX_LEASE - 1 requests).
         Once the window is full, the process refuses the rest of it without asking Redis."""
         now = time.time()
         start = now - now % window
-        with self._lock:
+        # One lease in flight per client and process: threads wait for it rather than each
+        # leasing its own, which would leave more unused.
+        with self._leasing[hash(key) % len(self._leasing)]:
             lease = self._leases.get(key)
             if lease is not None and lease.start == start:
                 if lease.left > 0:
@@ -239,32 +242,27 @@ class RedisWindows:
                     return Take(True, lease.used, _retry(start, window, now))
                 if lease.used >= limit:  # the window is full everywhere: counts only grow
                     return Take(False, lease.used, _retry(start, window, now))
-            grown = lease is not None and lease.start == start
-            size = min(lease.size * 2, MAX_LEASE, max(1, limit // 100)) if grown else 1
-        if not self.degraded:
-            try:
-                pipe = self._redis.pipeline(transaction=False)
-                bucket = f"{key}:{int(start)}"
-                pipe.incrby(bucket, size)
-                pipe.expire(bucket, math.ceil(window) + 1)
-                used = int(pipe.execute()[0])
-            except redis.RedisError as error:
-                self._failed(error)
+                size = min(lease.size * 2, MAX_LEASE, max(1, limit // 100))
             else:
-                usable = max(0, min(size, limit - (used - size)))
-                self._keep_lease(key, _Lease(start, size, max(0, usable - 1), used))
-                return Take(usable > 0, used, _retry(start, window, now))
+                size = 1
+            if not self.degraded:
+                try:
+                    pipe = self._redis.pipeline(transaction=False)
+                    bucket = f"{key}:{int(start)}"
+                    pipe.incrby(bucket, size)
+                    pipe.expire(bucket, math.ceil(window) + 1)
+                    used = int(pipe.execute()[0])
+                except redis.RedisError as error:
+                    self._failed(error)
+                else:
+                    usable = max(0, min(size, limit - (used - size)))
+                    self._keep_lease(key, _Lease(start, size, max(0, usable - 1), used))
+                    return Take(usable > 0, used, _retry(start, window, now))
         return self._fallback.fixed(key, window, limit)
 
     def _keep_lease(self, key: str, lease: _Lease) -> None:
-        """Threads of a process lease at the same time: what each leaves is pooled."""
         with self._lock:
-            kept = self._leases.get(key)
-            if kept is not None and kept.start == lease.start:
-                lease.left += kept.left
-                lease.size = max(lease.size, kept.size)
-                lease.used = max(lease.used, kept.used)
-            elif len(self._leases) >= 10_000:
+            if len(self._leases) >= 10_000:
                 for old in [k for k, kept in self._leases.items() if kept.start != lease.start]:
                     del self._leases[old]
             self._leases[key] = lease
