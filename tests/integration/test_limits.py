@@ -72,10 +72,10 @@ def test_in_memory_limits_are_per_process():
 
 
 def start_of_a_window(seconds: int) -> None:
-    """Sleeps into the next fixed window when this one ends within 30 s: a test of the general
+    """Sleeps into the next fixed window when this one ends within 10 s: a test of the general
     limit must run within one window."""
     left = seconds - time.time() % seconds
-    if left < 30:
+    if left < 10:
         time.sleep(left + 0.1)
 
 
