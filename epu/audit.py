@@ -73,15 +73,7 @@ def _event_values(
 _INSERT_EVENT = insert(Event.__table__).returning(
     Event.__table__.c.id, sort_by_parameter_order=True
 )
-_EVENT_COLUMNS = (
-    "prescription_id",
-    "type",
-    "actor_role",
-    "actor_client_id",
-    "actor_identifier",
-    "actor_name",
-    "detail",
-)
+_EVENT_COLUMNS = tuple(_event_values(None, "", None, {}))  # what record_each inserts
 _INSERT_EVENT_WITH_SUBSCRIPTIONS = outbox.with_subscriptions(
     insert(Event.__table__)
     .values({name: bindparam(name, type_=Event.__table__.c[name].type) for name in _EVENT_COLUMNS})

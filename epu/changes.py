@@ -9,9 +9,9 @@ from epu.actors import Actor
 from epu.audit import record
 from epu.errors import LineNotRequested, ValidationFailed
 from epu.lines import check_line
-from epu.prescriptions import new_line
+from epu.prescriptions import line_values
 from epu.statuses import REMOVED, REPLACED, REQUESTED
-from models import Prescription
+from models import Line, Prescription
 
 REPLACING_OPS = ("remove", "replace")
 LINE_FLAGS = (
@@ -74,12 +74,11 @@ def apply_change(
         detail["line"] = old.line_id
     if change["op"] in ("add", "replace"):
         position = max(line.position for line in prescription.lines) + 1
-        added = new_line(
-            change["line"],
-            position,
-            catalogue,
-            origin="laboratory",
-            replaces=change.get("line_id") if change["op"] == "replace" else None,
+        replaces = change.get("line_id") if change["op"] == "replace" else None
+        added = Line(
+            **line_values(
+                change["line"], position, catalogue, origin="laboratory", replaces=replaces
+            )
         )
         prescription.lines.append(added)
         detail["new_line"] = added.line_id

@@ -269,17 +269,6 @@ def _new_prescription(
     return prescription
 
 
-def new_line(
-    line: dict[str, Any],
-    position: int,
-    catalogue: catalogues.Catalogue,
-    *,
-    origin: str,
-    replaces: str | None = None,
-) -> Line:
-    return Line(**line_values(line, position, catalogue, origin=origin, replaces=replaces))
-
-
 def line_values(
     line: dict[str, Any],
     position: int,

@@ -48,10 +48,10 @@ def enqueue(
 ) -> None:
     """Queue the event's deliveries; `subscriptions`: those of its subscribers, when the
     caller read them with the event's INSERT (epu.audit)."""
-    clients = subscribers(prescription, kind, actor)
-    if not clients:
-        return
     if subscriptions is None:
+        clients = subscribers(prescription, kind, actor)
+        if not clients:
+            return
         subscriptions = session.connection().execute(_SUBSCRIPTIONS, {"clients": clients}).all()
     name = PUBLIC_NAMES[kind]
     queued = session.info.setdefault(_QUEUED, [])
