@@ -141,7 +141,7 @@ def retention(db: Database, env: dict[str, str], world: World, base: Base) -> No
 
 def run(config, run_module) -> str:
     """Every base in turn; returns the Markdown comparison (also printed)."""
-    bases = [int(value) for value in os.environ["BENCH_BASE"].split(",") if value]
+    bases = _bases()
     env_names = set(os.environ)
     if "BENCH_CONCURRENCY" not in env_names:
         config = dataclasses.replace(config, concurrencies=(8,))
@@ -181,7 +181,14 @@ def run_base(config, run_module, size: int) -> Base:
         base.rows = run_module.run_servers(config, db, env, accounts, after=after_scenarios)
         return base
     finally:
-        database.drop(db)
+        if size == max(_bases()) and os.environ.get("BENCH_KEEP_BASE"):
+            log(f"base {size} kept for EXPLAIN: {db.url} (drop it when done)")
+        else:
+            database.drop(db)
+
+
+def _bases() -> list[int]:
+    return [int(value) for value in os.environ["BENCH_BASE"].split(",") if value]
 
 
 def _by_name(rows: list[Row]) -> dict[str, Row]:

@@ -20,6 +20,7 @@ from epu.statuses import ACTIVE, IN_PROGRESS, REQUESTED
 from models import Prescription
 from models.base import latest_today, utcnow
 from models.db import writes
+from models.tables import OPEN_ROWS
 
 PRESENCE_KINDS = ("carte_vitale", "apcv", "ins_datamatrix", "declared")
 # A patient has a handful of open prescriptions; this bounds what one lookup can cost.
@@ -68,6 +69,7 @@ _SERVABLE = (
             and_(Prescription.status == ACTIVE, Prescription.expires_at > bindparam("now")),
             and_(Prescription.status == IN_PROGRESS, Prescription.lab_id == bindparam("caller")),
         ),
+        OPEN_ROWS,  # implied by the above; written so that ix_prescriptions_open_patient serves
     )
     .options(selectinload(Prescription.lines))
     .order_by(Prescription.created_at.desc(), Prescription.id.desc())

@@ -32,6 +32,7 @@ from epu.statuses import ACTIVE, MAX_LINES, OPEN, REQUESTED
 from models import IdempotencyRecord, Line, Prescription
 from models.base import latest_today, snapshot, utcnow
 from models.db import read_outside_transaction, writes
+from models.tables import OPEN_ROWS
 
 MAX_COPIES = 10
 
@@ -361,6 +362,7 @@ def _duplicates_statement():
             prescriptions.ins_pseudonym == bindparam("pseudonym"),
             prescriptions.id != bindparam("id"),
             prescriptions.status.in_(OPEN),
+            OPEN_ROWS,  # the same, as ix_prescriptions_open_patient is written
             prescriptions.expires_at > bindparam("now"),
         )
         .cte("open_prescriptions")
