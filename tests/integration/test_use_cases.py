@@ -7,7 +7,9 @@ from sqlalchemy import func, select, update
 
 from epu import catalogue, clients, history, laboratory, prescriptions
 from epu.actors import Actor
+from epu.audit import RepeatedReads
 from epu.errors import PrescriptionNotFound, ValidationFailed
+from epu.line_search import LineFilter, own_lines
 from models import CatalogueVersion, Event, IdempotencyRecord, Line, Prescription
 from models.base import utcnow
 from tests.factories import prescription_body
@@ -204,3 +206,21 @@ def test_kept_views_stay_within_their_bytes():
     assert memory.view(("full", "HUGE", 1, 1)) is None
     assert memory.view(("full", "C149", 1, 1)) is not None
     assert sum(memory.view(("full", f"C{n}", 1, 1)) is not None for n in range(150)) <= 105
+
+
+def test_a_page_keeps_whole_only_the_prescriptions_whose_lines_fit_its_budget(session, doctor):
+    """A page of N lines loads whole (and keeps) at most 2N lines of prescriptions it has not
+    kept yet; a larger one is read for the page's lines only, and not kept."""
+    code = new_prescription(session, doctor)  # 3 lines
+    version = session.scalar(select(Prescription.version).where(Prescription.code == code))
+    session.rollback()
+    key = ("full", code, version, doctor.client_pk)
+    memory = prescriptions.ReadMemory(RepeatedReads(0))
+
+    page = own_lines(session=session, actor=doctor, where=LineFilter(), limit=1, memory=memory)
+    assert [line["id"] for _, line, _ in page["items"]] == ["L1"]
+    assert memory.view(key) is None  # 3 lines, a budget of 2
+
+    page = own_lines(session=session, actor=doctor, where=LineFilter(), limit=2, memory=memory)
+    assert [line["id"] for _, line, _ in page["items"]] == ["L1", "L2"]
+    assert [line["id"] for line in memory.view(key)["lines"]] == ["L1", "L2", "L3"]
