@@ -201,7 +201,7 @@ def comparison(bases: list[Base]) -> str:
     header = ["request (c=8)"]
     for base in bases:
         header += [f"{base.size:,} req/s", f"{base.size:,} p50", f"{base.size:,} p99"]
-        header += [f"{base.size:,} db ms/req"]
+        header += [f"{base.size:,} wrk ms/req", f"{base.size:,} db ms/req"]
     if len(bases) > 1:
         header += ["p50 ×", "p99 ×", f"≤ {P_RATIO_TARGET}"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -213,9 +213,9 @@ def comparison(bases: list[Base]) -> str:
             row = _by_name(base.rows).get(name)
             cells += (
                 [f"{row.throughput:.0f}", f"{row.p50_ms:.1f}", f"{row.p99_ms:.1f}"]
-                + [f"{row.db_cpu_ms or 0:.2f}"]
+                + [f"{row.worker_cpu_ms or 0:.2f}", f"{row.db_cpu_ms or 0:.2f}"]
                 if row
-                else ["-", "-", "-", "-"]
+                else ["-", "-", "-", "-", "-"]
             )
         last = _by_name(bases[-1].rows).get(name)
         if len(bases) > 1 and first and last:

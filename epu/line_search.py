@@ -160,9 +160,11 @@ def own_lines(
             .options(selectinload(Prescription.lines), selectinload(Prescription.proposals))
         )
         for prescription in found:
-            shown[prescription.id] = views.full(prescription, actor)
-            key = ("full", prescription.code, prescription.version, actor.client_pk)
-            memory.keep(key, shown[prescription.id])
+            view = views.full(prescription, actor)
+            memory.keep(("full", prescription.code, prescription.version, actor.client_pk), view)
+            shown[prescription.id] = _as_seen(
+                view, prescription.status, prescription.expires_at, now
+            )
     partial = {row[0] for row in page} - shown.keys()
     if partial:
         # Only the lines of this page are loaded: a page of 200 lines of 200 prescriptions of
@@ -223,20 +225,19 @@ def _kept_views(
     memory: "ReadMemory | None",
     budget: int,
 ) -> tuple[dict[int, dict[str, Any]], list[int]]:
-    """The views of this page's prescriptions that the process keeps, and those to load whole
-    and keep (while their lines fit in `budget`): an overdue one is left to the partial load,
-    which shows it expired."""
+    """The views of this page's prescriptions that the process keeps (an overdue one shown
+    expired), and those to load whole and keep (while their lines fit in `budget`)."""
     kept: dict[int, dict[str, Any]] = {}
     if memory is None:
         return kept, []
     missing: list[int] = []
     for row in page:
         pk = row[0]
-        if pk in kept or pk in missing or (row.status == ACTIVE and row.expires_at <= now):
+        if pk in kept or pk in missing:
             continue
         view = memory.view(("full", row.code, row.version, actor.client_pk))
         if view is not None:
-            kept[pk] = view
+            kept[pk] = _as_seen(view, row.status, row.expires_at, now)
         else:
             missing.append(pk)
     whole: list[int] = []
@@ -264,7 +265,14 @@ def _line_counts(session: Session, prescription_ids: list[int]) -> list[tuple[in
 
 
 def _view(prescription: Prescription, actor: Actor, now: datetime) -> dict[str, Any]:
-    view = views.full(prescription, actor)
-    if prescription.status == ACTIVE and prescription.expires_at <= now:
-        view["status"] = EXPIRED
+    return _as_seen(
+        views.full(prescription, actor), prescription.status, prescription.expires_at, now
+    )
+
+
+def _as_seen(view: dict[str, Any], status: str, expires_at: datetime, now: datetime) -> dict:
+    """The view as a page shows it: an active prescription past its validity is expired (the
+    kept view stays that of the stored version, as the reads keep it)."""
+    if status == ACTIVE and expires_at <= now:
+        return {**view, "status": EXPIRED}
     return view

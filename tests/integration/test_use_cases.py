@@ -224,3 +224,25 @@ def test_a_page_keeps_whole_only_the_prescriptions_whose_lines_fit_its_budget(se
     page = own_lines(session=session, actor=doctor, where=LineFilter(), limit=2, memory=memory)
     assert [line["id"] for _, line, _ in page["items"]] == ["L1", "L2"]
     assert [line["id"] for line in memory.view(key)["lines"]] == ["L1", "L2", "L3"]
+
+
+def test_a_page_shows_an_overdue_prescription_expired_and_keeps_its_stored_view(session, doctor):
+    """Past its validity and not yet expired by `epu expire`, an active prescription is shown
+    expired on every page, from the database or from the view the process keeps; the kept view
+    stays that of the stored version (a page changes nothing)."""
+    code = new_prescription(session, doctor)
+    session.execute(
+        update(Prescription)
+        .where(Prescription.code == code)
+        .values(expires_at=utcnow() - timedelta(days=1))
+    )
+    session.commit()
+    version = session.scalar(select(Prescription.version).where(Prescription.code == code))
+    session.rollback()
+    memory = prescriptions.ReadMemory(RepeatedReads(0))
+
+    for _ in range(2):  # loaded, then kept
+        page = own_lines(session=session, actor=doctor, where=LineFilter(), limit=3, memory=memory)
+        assert {view["status"] for view, _, _ in page["items"]} == {"expired"}
+    assert memory.view(("full", code, version, doctor.client_pk))["status"] == "active"
+    assert session.scalar(select(Prescription.status).where(Prescription.code == code)) == "active"
