@@ -140,12 +140,11 @@ class Prescription(Base):
 
 class Line(Base):
     __tablename__ = "prescription_lines"
+    # Leads with the prescription: it is also the index of a prescription's lines.
     __table_args__ = (UniqueConstraint("prescription_id", "line_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    prescription_id: Mapped[int] = mapped_column(
-        ForeignKey("prescriptions.id", ondelete="CASCADE"), index=True
-    )
+    prescription_id: Mapped[int] = mapped_column(ForeignKey("prescriptions.id", ondelete="CASCADE"))
     line_id: Mapped[str] = mapped_column(String(8))
     position: Mapped[int]
     loinc: Mapped[str | None] = mapped_column(String(10))  # not selective: no index

@@ -10,11 +10,12 @@ from datetime import date
 
 import pytest
 from psycopg.sql import Literal
-from sqlalchemy import text
+from sqlalchemy import inspect, select, text
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
 from epu.lookups import _SERVABLE
 from epu.prescriptions import _DUPLICATES
+from models import Line
 from models.base import utcnow
 
 PSEUDONYM = "a" * 64
@@ -70,3 +71,21 @@ def test_open_prescriptions_of_a_patient_are_read_through_the_partial_index(
             explained = sqlite_plan(connection, statement, values)
         connection.rollback()
     assert OPEN_PATIENT in explained, explained
+
+
+def test_a_prescriptions_lines_are_read_through_the_unique_index_that_leads_with_it(engine):
+    """(prescription, line) is unique and leads with the prescription: it is the lines' only
+    index by prescription (a second one was written on every line of every create)."""
+    statement = select(Line).where(Line.prescription_id.in_([1, 2]))
+    with engine.connect() as connection, connection.begin():
+        if connection.dialect.name == "postgresql":
+            explained = generic_plan(connection, statement, {})
+            unique_index = "uq_prescription_lines_prescription_id"
+        else:
+            explained = sqlite_plan(connection, statement, {})
+            unique_index = "sqlite_autoindex_prescription_lines_1"  # SQLite's name for it
+        indexes = inspect(connection).get_indexes("prescription_lines")
+        connection.rollback()
+    assert unique_index in explained, explained
+    by_prescription = [i for i in indexes if i["column_names"][:1] == ["prescription_id"]]
+    assert [i["name"] for i in by_prescription if not i["unique"]] == []
