@@ -8,6 +8,7 @@ Defaults in this mode: c=8 only, and the rows that touch the growing tables.
 
 import dataclasses
 import os
+import statistics
 import subprocess
 import threading
 import time
@@ -65,9 +66,28 @@ class Command:
 class Base:
     size: int
     filled: Filled
-    rows: list[Row]
+    passes: list[list[Row]] = field(default_factory=list)
     quiet_scans: list[float] = field(default_factory=list)
     commands: list[Command] = field(default_factory=list)
+
+    @property
+    def rows(self) -> list[Row]:
+        """Each row's median over the passes (one pass: itself)."""
+        by_name: dict[str, list[Row]] = {}
+        for rows in self.passes:
+            for row in rows:
+                if row.requests:
+                    by_name.setdefault(row.scenario, []).append(row)
+        return [_median_row(rows) for rows in by_name.values()]
+
+
+def _median_row(rows: list[Row]) -> Row:
+    def median(name: str) -> float | None:
+        values = [getattr(row, name) for row in rows if getattr(row, name) is not None]
+        return statistics.median(values) if values else None
+
+    measured = ("throughput", "p50_ms", "p95_ms", "p99_ms", "worker_cpu_ms", "db_cpu_ms")
+    return dataclasses.replace(rows[0], **{name: median(name) for name in measured})
 
 
 class ScanProber:
@@ -150,13 +170,37 @@ def run(config, run_module) -> str:
         config = dataclasses.replace(
             config, scenarios=tuple(n for n in GROWTH_SCENARIOS if n in known)
         )
-    results = [run_base(config, run_module, size) for size in sorted(bases)]
-    text = comparison(results)
+    prepared = []
+    try:
+        for size in sorted(bases):
+            prepared.append(prepare_base(config, run_module, size))
+        passes = _passes()
+        for number in range(1, passes + 1):
+            for base, db, env, accounts in prepared:
+                log(f"growth: pass {number} of {passes}, base of {base.size} prescriptions")
+                last = number == passes
+                base.passes.append(
+                    run_module.run_servers(
+                        config,
+                        db,
+                        env,
+                        accounts,
+                        after=_retention_of(db, env, base) if last else None,
+                    )
+                )
+    finally:
+        for base, db, _, _ in prepared:
+            if base.size == max(bases) and os.environ.get("BENCH_KEEP_BASE"):
+                log(f"base {base.size} kept for EXPLAIN: {db.url} (drop it when done)")
+            else:
+                database.drop(db)
+    text = comparison([base for base, _, _, _ in prepared])
     print(text)
     return text
 
 
-def run_base(config, run_module, size: int) -> Base:
+def prepare_base(config, run_module, size: int) -> tuple[Base, Database, dict[str, str], tuple]:
+    """A fresh database of `size` prescriptions, its service environment and accounts."""
     log(f"growth: base of {size} prescriptions")
     db = database.create(config.postgres)
     try:
@@ -168,23 +212,28 @@ def run_base(config, run_module, size: int) -> Base:
         key = Settings(database_url=db.url, secret_key=secret).derived_key("ins-pseudonym")
         log(f"base {size}: filling (COPY-free SQL: generate_series)")
         filled = growth_data.fill(db, size, key, World.patients())
-        log(
-            f"base {size}: {filled.prescriptions} prescriptions, {filled.lines} lines, "
-            f"{filled.events} events in {filled.seconds:.0f} s; "
-            f"{filled.database_bytes / 2**20:.0f} MiB"
-        )
-        base = Base(size, filled, [])
+    except BaseException:
+        database.drop(db)
+        raise
+    log(
+        f"base {size}: {filled.prescriptions} prescriptions, {filled.lines} lines, "
+        f"{filled.events} events in {filled.seconds:.0f} s; "
+        f"{filled.database_bytes / 2**20:.0f} MiB"
+    )
+    return Base(size, filled), db, env, accounts
 
-        def after_scenarios(bench) -> None:
-            retention(db, env, bench.world, base)
 
-        base.rows = run_module.run_servers(config, db, env, accounts, after=after_scenarios)
-        return base
-    finally:
-        if size == max(_bases()) and os.environ.get("BENCH_KEEP_BASE"):
-            log(f"base {size} kept for EXPLAIN: {db.url} (drop it when done)")
-        else:
-            database.drop(db)
+def _retention_of(db: Database, env: dict[str, str], base: Base):
+    def after_scenarios(bench) -> None:
+        retention(db, env, bench.world, base)
+
+    return after_scenarios
+
+
+def _passes() -> int:
+    """Passes over the bases, alternated (10 k, 10 M, 10 k, 10 M...): each row is judged on
+    its median, so that the machine's drift over a run of half an hour falls on both bases."""
+    return max(1, int(os.environ.get("BENCH_GROWTH_PASSES", "2")))
 
 
 def _bases() -> list[int]:
@@ -225,8 +274,25 @@ def comparison(bases: list[Base]) -> str:
         elif len(bases) > 1:
             cells += ["-", "-", "-"]
         lines.append("| " + " | ".join(cells) + " |")
-    parts = ["## Growth (BENCH_BASE)", "", "\n".join(lines), "", _retention(bases), _disk(bases)]
+    passes = max(len(base.passes) for base in bases)
+    intro = f"Each figure is the median of {passes} passes, alternated over the bases."
+    parts = ["## Growth (BENCH_BASE)", "", intro, "", "\n".join(lines), "", _each_pass(bases)]
+    parts += [_retention(bases), _disk(bases)]
     return "\n".join(parts)
+
+
+def _each_pass(bases: list[Base]) -> str:
+    """p50 and p99 of every pass, in order: how much of a ratio is the machine's drift."""
+    names = [s.name for s in SCENARIOS if any(s.name in _by_name(b.rows) for b in bases)]
+    header = ["request: p50 / p99 ms of each pass"] + [f"{base.size:,}" for base in bases]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name in names:
+        cells = [name]
+        for base in bases:
+            found = [_by_name(rows).get(name) for rows in base.passes]
+            cells.append(", ".join(f"{r.p50_ms:.1f} / {r.p99_ms:.1f}" if r else "-" for r in found))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _retention(bases: list[Base]) -> str:
