@@ -266,9 +266,9 @@ def meta(config: Config, started: float, load_at_start: str) -> dict[str, object
 
 
 def _knobs() -> list[str]:
-    names = ("BENCH_BASE", "BENCH_GROWTH_PASSES", "BENCH_SECONDS", "BENCH_WARMUP", "BENCH_WORKERS", "BENCH_THREADS",
-             "BENCH_CONCURRENCY", "BENCH_SCENARIOS", "BENCH_PROFILE", "BENCH_REDIS",
-             "SOAK")  # fmt: skip
+    names = ("BENCH_BASE", "BENCH_GROWTH_PASSES", "BENCH_SECONDS", "BENCH_WARMUP",
+             "BENCH_WORKERS", "BENCH_THREADS", "BENCH_CONCURRENCY", "BENCH_SCENARIOS",
+             "BENCH_PROFILE", "BENCH_REDIS", "SOAK")  # fmt: skip
     return [f"{n}={os.environ[n]}" for n in names if os.environ.get(n) not in (None, "", "0")]
 
 
