@@ -270,7 +270,9 @@ def _view(prescription: Prescription, actor: Actor, now: datetime) -> dict[str, 
     )
 
 
-def _as_seen(view: dict[str, Any], status: str, expires_at: datetime, now: datetime) -> dict:
+def _as_seen(
+    view: dict[str, Any], status: str, expires_at: datetime, now: datetime
+) -> dict[str, Any]:
     """The view as a page shows it: an active prescription past its validity is expired (the
     kept view stays that of the stored version, as the reads keep it)."""
     if status == ACTIVE and expires_at <= now:

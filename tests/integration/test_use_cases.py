@@ -194,10 +194,7 @@ def test_a_laboratory_never_reads_what_it_does_not_hold(session, doctor, laborat
 
 
 def test_kept_views_stay_within_their_bytes():
-    from epu.audit import RepeatedReads
-    from epu.prescriptions import ReadMemory
-
-    memory = ReadMemory(RepeatedReads(0), max_bytes=64 * 100)
+    memory = prescriptions.ReadMemory(RepeatedReads(0), max_bytes=64 * 100)
     for n in range(150):  # 61 bytes each: about 100 fit
         memory.keep(("full", f"C{n}", 1, 1), {"text": "x" * 50})
     assert memory.view(("full", "C0", 1, 1)) is None  # the oldest went first
