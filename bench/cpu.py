@@ -135,6 +135,7 @@ def main() -> int:
         ]
         floors = {
             "insert": cpu_ms(lambda n: bare.post("/insert")),
+            "create": cpu_ms(lambda n: bare.post("/create", json=json_bodies[n % 64])),
             "select": cpu_ms(lambda n: bare.get(f"/select/{n % 1000 + 1}")),
         }
         scans = [next(to_scan) for _ in range(REQUESTS + WARMUP)]
@@ -152,6 +153,11 @@ def main() -> int:
             print(f"{'bare ' + kind:28} {value:6.2f}")
         for name, kind, value in rows:
             print(f"{name:28} {value:6.2f} {floors[kind]:6.2f} {floors[kind] / value:6.2f}")
+        print("against the bare create (a create's statements, nothing else):")
+        for name, kind, value in rows:
+            if kind == "insert":
+                floor = floors["create"]
+                print(f"{name:28} {value:6.2f} {floor:6.2f} {floor / value:6.2f}")
         app.extensions["epu.engine"].dispose()
         return 0
     finally:

@@ -90,6 +90,11 @@ class Bounds:
     max_requests: int
     rate_per_s: float | None = None  # None: closed loop, as fast as answers come back
     keep_timeline: bool = False
+    # Each thread opens a new connection after this many requests (0: never). gunicorn keeps a
+    # kept-alive connection on the worker that accepted it, and 8 connections opened at once
+    # land unevenly (6 on one worker, 1, 1 and none is common): without this, a measure's p50
+    # is mostly which split it drew (bench/RESULTS.md).
+    reconnect_every: int = 0
 
 
 def run(
@@ -146,7 +151,9 @@ def _worker(
     start, deadline = clock["start"], clock["deadline"]
     planned = start + interval * index / concurrency  # spread the threads' first sends
     try:
-        for _ in range(quota):
+        for sent in range(quota):
+            if bounds.reconnect_every and sent and sent % bounds.reconnect_every == 0:
+                connection.close()  # reopened by the next send
             if interval:
                 planned = _wait_until(planned, sample) + interval
             if time.perf_counter() >= deadline:

@@ -63,6 +63,7 @@ class Config:
     profile: str  # '' (off), '1' or 'gil' (CPU), 'wall'
     postgres: str
     soak_seconds: int
+    reconnect_every: int
 
     @classmethod
     def from_env(cls) -> "Config":
@@ -83,10 +84,15 @@ class Config:
             profile=env("BENCH_PROFILE", ""),
             postgres=env("BENCH_POSTGRES", database.DEFAULT_SERVER),
             soak_seconds=int(env("SOAK", "0") or 0),
+            reconnect_every=int(env("BENCH_RECONNECT_EVERY", "50")),
         )
 
     def bounds(self, seconds: float | None = None) -> Bounds:
-        return Bounds(seconds=seconds or self.seconds, max_requests=self.max_requests)
+        return Bounds(
+            seconds=seconds or self.seconds,
+            max_requests=self.max_requests,
+            reconnect_every=self.reconnect_every,
+        )
 
     @property
     def paired_seconds(self) -> float:
@@ -268,7 +274,7 @@ def meta(config: Config, started: float, load_at_start: str) -> dict[str, object
 def _knobs() -> list[str]:
     names = ("BENCH_BASE", "BENCH_GROWTH_PASSES", "BENCH_SECONDS", "BENCH_WARMUP",
              "BENCH_WORKERS", "BENCH_THREADS", "BENCH_CONCURRENCY", "BENCH_SCENARIOS",
-             "BENCH_PROFILE", "BENCH_REDIS", "SOAK")  # fmt: skip
+             "BENCH_PROFILE", "BENCH_REDIS", "BENCH_RECONNECT_EVERY", "SOAK")  # fmt: skip
     return [f"{n}={os.environ[n]}" for n in names if os.environ.get(n) not in (None, "", "0")]
 
 
