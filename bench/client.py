@@ -62,6 +62,11 @@ class Connection:
             self._sock.close()
         self._sock, self._buffer = None, b""
 
+    def open(self) -> None:
+        if self._sock is None:
+            self._sock = socket.create_connection(self._address, timeout=self._timeout)
+            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def exchange(self, payload: bytes) -> Response:
         """Send one request and read its response; retried once on a stale kept-alive socket."""
         reused = self._sock is not None
@@ -77,9 +82,7 @@ class Connection:
         return self._exchange(payload)
 
     def _exchange(self, payload: bytes) -> Response:
-        if self._sock is None:
-            self._sock = socket.create_connection(self._address, timeout=self._timeout)
-            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.open()
         self._sock.sendall(payload)
         status, headers = self._read_head()
         body = self._read_body(status, headers)

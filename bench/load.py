@@ -90,10 +90,11 @@ class Bounds:
     max_requests: int
     rate_per_s: float | None = None  # None: closed loop, as fast as answers come back
     keep_timeline: bool = False
-    # Each thread opens a new connection after this many requests (0: never). gunicorn keeps a
-    # kept-alive connection on the worker that accepted it, and 8 connections opened at once
+    # Each thread moves to a new connection after this many requests (0: never). gunicorn keeps
+    # a kept-alive connection on the worker that accepted it, and 8 connections opened at once
     # land unevenly (6 on one worker, 1, 1 and none is common): without this, a measure's p50
-    # is mostly which split it drew (bench/RESULTS.md).
+    # is mostly which split it drew (bench/RESULTS.md). The new connection is opened one
+    # request ahead, so that no measured request waits for a worker to accept it.
     reconnect_every: int = 0
 
 
@@ -144,7 +145,7 @@ def _worker(
     barrier: threading.Barrier,
     clock: dict[str, float],
 ) -> None:
-    connection = Connection(port)
+    connection, spare = Connection(port), None
     calls = source(index)
     interval = concurrency / bounds.rate_per_s if bounds.rate_per_s else 0.0
     barrier.wait()
@@ -152,8 +153,10 @@ def _worker(
     planned = start + interval * index / concurrency  # spread the threads' first sends
     try:
         for sent in range(quota):
-            if bounds.reconnect_every and sent and sent % bounds.reconnect_every == 0:
-                connection.close()  # reopened by the next send
+            if bounds.reconnect_every:
+                connection, spare = _reconnect(
+                    port, sent, bounds.reconnect_every, connection, spare
+                )
             if interval:
                 planned = _wait_until(planned, sample) + interval
             if time.perf_counter() >= deadline:
@@ -165,6 +168,25 @@ def _worker(
             _send(connection, call, sample, start, bounds.keep_timeline)
     finally:
         connection.close()
+        if spare is not None:
+            spare.close()
+
+
+def _reconnect(
+    port: int, sent: int, every: int, connection: Connection, spare: Connection | None
+) -> tuple[Connection, Connection | None]:
+    """Move to the spare connection every `every` requests, and open the next spare the
+    request before: by then a worker has accepted it."""
+    if spare is not None and sent % every == 0:
+        connection.close()
+        connection, spare = spare, None
+    if sent % every == every - 1:
+        spare = Connection(port)
+        try:
+            spare.open()
+        except OSError:
+            spare = None  # stay on the current connection
+    return connection, spare
 
 
 def _wait_until(planned: float, sample: Sample) -> float:
