@@ -275,7 +275,10 @@ def _knobs() -> list[str]:
     names = ("BENCH_BASE", "BENCH_GROWTH_PASSES", "BENCH_SECONDS", "BENCH_WARMUP",
              "BENCH_WORKERS", "BENCH_THREADS", "BENCH_CONCURRENCY", "BENCH_SCENARIOS",
              "BENCH_PROFILE", "BENCH_REDIS", "BENCH_RECONNECT_EVERY", "SOAK")  # fmt: skip
-    return [f"{n}={os.environ[n]}" for n in names if os.environ.get(n) not in (None, "", "0")]
+    shown = [n for n in names if os.environ.get(n) not in (None, "", "0")]
+    if os.environ.get("BENCH_RECONNECT_EVERY") == "0":  # off is not the default here
+        shown.append("BENCH_RECONNECT_EVERY")
+    return [f"{n}={os.environ[n]}" for n in shown]
 
 
 def _cpu_model() -> str:
